@@ -1,0 +1,13 @@
+//! huddle's real-time core. It knows nothing of HTTP, SQL or Socket.IO: it moves
+//! already-encoded publications between the parts of one node (and, through a
+//! [`Bus`] implementation such as Redis, between nodes).
+//!
+//! Guarantees every [`Bus`] implementation honours:
+//! - a publication is encoded once by its publisher and shared by reference;
+//! - delivery is at-most-once per node and ordered per topic;
+//! - every queue is bounded, and a subscriber that falls behind is *told* how many
+//!   publications it lost ([`BusRecvError::Lagged`]) — nothing is dropped silently.
+
+pub mod bus;
+
+pub use bus::{Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic};

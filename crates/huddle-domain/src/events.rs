@@ -1,0 +1,205 @@
+//! Typed domain events. Every state change publishes one through the core
+//! [`Bus`](huddle_core::Bus), encoded once; the delivery layer (socket front
+//! doors) decides who receives what, checking membership at delivery time.
+//!
+//! Events carry ids and the snapshots a receiver could not look up afterwards
+//! (e.g. who could see a channel that no longer exists).
+
+use serde::{Deserialize, Serialize};
+
+/// Who may see a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    Public,
+    Private,
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionEnd {
+    SignedOut,
+    Revoked,
+    Expired,
+}
+
+/// Something that happened. Topic conventions: account events go to
+/// `user:{id}`, workspace-wide ones to `workspace:{id}`, channel ones to
+/// `channel:{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DomainEvent {
+    SignedIn {
+        user_id: String,
+        email: String,
+        session_id: String,
+    },
+    SessionEnded {
+        user_id: String,
+        email: String,
+        session_id: String,
+        reason: SessionEnd,
+    },
+    AccountActivated {
+        user_id: String,
+        email: String,
+    },
+    AccountRemoved {
+        user_id: String,
+        email: String,
+        workspace_ids: Vec<String>,
+    },
+    /// Public profile changed; goes to each of `workspace_ids`.
+    UserUpdated {
+        user_id: String,
+        workspace_ids: Vec<String>,
+    },
+    /// Confidential data changed (`what`: e.g. `app-settings`).
+    MeUpdated {
+        user_id: String,
+        what: Option<String>,
+    },
+    PasswordChanged {
+        user_id: String,
+    },
+    /// The user gained a workspace (created or joined it).
+    WorkspaceAdded {
+        user_id: String,
+        workspace_id: String,
+    },
+    WorkspaceUpdated {
+        workspace_id: String,
+    },
+    WorkspaceDeleted {
+        workspace_id: String,
+        member_ids: Vec<String>,
+    },
+    MemberJoined {
+        workspace_id: String,
+        user_id: String,
+    },
+    MemberLeft {
+        workspace_id: String,
+        user_id: String,
+        kicked: bool,
+    },
+    MemberRoleChanged {
+        workspace_id: String,
+        user_id: String,
+        role: String,
+    },
+    /// `member_ids`: the explicit members (for a private channel, its whole audience).
+    ChannelCreated {
+        workspace_id: String,
+        channel_id: String,
+        visibility: Visibility,
+        member_ids: Vec<String>,
+    },
+    ChannelUpdated {
+        workspace_id: String,
+        channel_id: String,
+    },
+    ChannelDeleted {
+        workspace_id: String,
+        channel_id: String,
+        visibility: Visibility,
+        member_ids: Vec<String>,
+    },
+    ChannelMembersAdded {
+        workspace_id: String,
+        channel_id: String,
+        user_ids: Vec<String>,
+    },
+    ChannelMemberRemoved {
+        workspace_id: String,
+        channel_id: String,
+        user_id: String,
+    },
+}
+
+impl DomainEvent {
+    /// The event's name on the bus (the serde tag).
+    pub fn name(&self) -> &'static str {
+        match self {
+            DomainEvent::SignedIn { .. } => "signed_in",
+            DomainEvent::SessionEnded { .. } => "session_ended",
+            DomainEvent::AccountActivated { .. } => "account_activated",
+            DomainEvent::AccountRemoved { .. } => "account_removed",
+            DomainEvent::UserUpdated { .. } => "user_updated",
+            DomainEvent::MeUpdated { .. } => "me_updated",
+            DomainEvent::PasswordChanged { .. } => "password_changed",
+            DomainEvent::WorkspaceAdded { .. } => "workspace_added",
+            DomainEvent::WorkspaceUpdated { .. } => "workspace_updated",
+            DomainEvent::WorkspaceDeleted { .. } => "workspace_deleted",
+            DomainEvent::MemberJoined { .. } => "member_joined",
+            DomainEvent::MemberLeft { .. } => "member_left",
+            DomainEvent::MemberRoleChanged { .. } => "member_role_changed",
+            DomainEvent::ChannelCreated { .. } => "channel_created",
+            DomainEvent::ChannelUpdated { .. } => "channel_updated",
+            DomainEvent::ChannelDeleted { .. } => "channel_deleted",
+            DomainEvent::ChannelMembersAdded { .. } => "channel_members_added",
+            DomainEvent::ChannelMemberRemoved { .. } => "channel_member_removed",
+        }
+    }
+
+    /// Encodes the event once into a publication on its topic.
+    pub fn to_publication(&self) -> huddle_core::Publication {
+        // Serializing an enum of strings and string vectors cannot fail.
+        let payload = serde_json::to_vec(self).unwrap_or_default();
+        huddle_core::Publication {
+            topic: self.topic(),
+            event: self.name().to_owned(),
+            payload: payload.into(),
+        }
+    }
+
+    /// The topic the event is published on.
+    pub fn topic(&self) -> huddle_core::Topic {
+        use huddle_core::Topic;
+        match self {
+            DomainEvent::SignedIn { user_id, .. }
+            | DomainEvent::SessionEnded { user_id, .. }
+            | DomainEvent::AccountActivated { user_id, .. }
+            | DomainEvent::AccountRemoved { user_id, .. }
+            | DomainEvent::UserUpdated { user_id, .. }
+            | DomainEvent::MeUpdated { user_id, .. }
+            | DomainEvent::PasswordChanged { user_id }
+            | DomainEvent::WorkspaceAdded { user_id, .. } => Topic::new("user", user_id),
+            DomainEvent::WorkspaceUpdated { workspace_id }
+            | DomainEvent::WorkspaceDeleted { workspace_id, .. }
+            | DomainEvent::MemberJoined { workspace_id, .. }
+            | DomainEvent::MemberLeft { workspace_id, .. }
+            | DomainEvent::MemberRoleChanged { workspace_id, .. }
+            | DomainEvent::ChannelCreated { workspace_id, .. }
+            | DomainEvent::ChannelDeleted { workspace_id, .. } => {
+                Topic::new("workspace", workspace_id)
+            }
+            DomainEvent::ChannelUpdated { channel_id, .. }
+            | DomainEvent::ChannelMembersAdded { channel_id, .. }
+            | DomainEvent::ChannelMemberRemoved { channel_id, .. } => {
+                Topic::new("channel", channel_id)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn name_matches_the_serde_tag() {
+        let e = DomainEvent::ChannelCreated {
+            workspace_id: "w".into(),
+            channel_id: "c".into(),
+            visibility: Visibility::Private,
+            member_ids: vec!["u".into()],
+        };
+        let v = serde_json::to_value(&e).expect("encode");
+        assert_eq!(v["type"], e.name());
+        assert_eq!(e.topic().as_str(), "workspace:w");
+        let back: DomainEvent = serde_json::from_value(v).expect("decode");
+        assert_eq!(back, e);
+    }
+}

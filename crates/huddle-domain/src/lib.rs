@@ -1,0 +1,168 @@
+//! huddle's domain: accounts, workspaces and channels — the rules and the
+//! authorization. It holds no SQL (that is `huddle-store`) and knows nothing of
+//! HTTP or sockets (those are `huddle-gateway`). Every state change publishes a
+//! typed [`DomainEvent`] on the core bus.
+
+mod accounts;
+mod channels;
+mod error;
+pub mod events;
+pub mod model;
+mod passwords;
+pub mod ratelimit;
+pub mod roles;
+pub mod tokens;
+pub mod validate;
+mod workspaces;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use huddle_core::Bus;
+use huddle_store::Db;
+
+pub use accounts::{ProfileUpdate, SignupInput};
+pub use channels::{ChannelUpdate, NewChannel};
+pub use error::{DomainError, DomainResult};
+pub use events::DomainEvent;
+pub use model::OnlineStatus;
+pub use passwords::HashCost;
+pub use workspaces::WorkspaceUpdate;
+
+use ratelimit::RateLimiter;
+
+/// Settings the domain needs; the binary fills them from configuration.
+#[derive(Debug, Clone)]
+pub struct DomainConfig {
+    /// HS256 secret for access tokens.
+    pub jwt_secret: Vec<u8>,
+    /// Access-token lifetime (default 1 h).
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime (default 31 d).
+    pub refresh_token_ttl: Duration,
+    /// Workspace invite-code lifetime (default 7 d).
+    pub invite_ttl: Duration,
+    pub hash_cost: HashCost,
+    /// Failed sign-ins allowed per account within `signin_account_window` (10 / 15 min).
+    pub signin_account_failures: u32,
+    pub signin_account_window: Duration,
+    /// Sign-in attempts allowed per client address within `signin_ip_window` (60 / 1 min).
+    pub signin_ip_attempts: u32,
+    pub signin_ip_window: Duration,
+}
+
+impl DomainConfig {
+    /// Defaults of SPEC §1/§7 with the given secret.
+    pub fn with_secret(secret: Vec<u8>) -> DomainConfig {
+        DomainConfig {
+            jwt_secret: secret,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(31 * 24 * 3600),
+            invite_ttl: Duration::from_secs(7 * 24 * 3600),
+            hash_cost: HashCost::default(),
+            signin_account_failures: 10,
+            signin_account_window: Duration::from_secs(15 * 60),
+            signin_ip_attempts: 60,
+            signin_ip_window: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the domain learns who is online. The socket front door provides the
+/// real registry; until one is attached, nobody has a live connection, so
+/// everyone is offline — which is the truth for a server with no sockets.
+pub trait OnlineStatuses: Send + Sync + 'static {
+    /// The aggregate status of `user_id` across their live connections.
+    fn online_status(&self, user_id: &str) -> OnlineStatus;
+}
+
+/// The [`OnlineStatuses`] of a node without socket connections.
+pub struct NoConnections;
+
+impl OnlineStatuses for NoConnections {
+    fn online_status(&self, _user_id: &str) -> OnlineStatus {
+        OnlineStatus::Offline
+    }
+}
+
+/// The authenticated caller of an operation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+/// The domain service: one per process, shared by every front door.
+pub struct Domain {
+    db: Db,
+    bus: Arc<dyn Bus>,
+    cfg: DomainConfig,
+    keys: tokens::TokenKeys,
+    passwords: passwords::Passwords,
+    signin_by_account: RateLimiter,
+    signin_by_ip: RateLimiter,
+    presence: Arc<dyn OnlineStatuses>,
+}
+
+/// Most keys each sign-in limiter tracks (memory bound).
+const LIMITER_MAX_KEYS: usize = 100_000;
+
+impl Domain {
+    pub fn new(db: Db, bus: Arc<dyn Bus>, cfg: DomainConfig) -> DomainResult<Domain> {
+        Ok(Domain {
+            keys: tokens::TokenKeys::new(&cfg.jwt_secret),
+            passwords: passwords::Passwords::new(cfg.hash_cost)?,
+            signin_by_account: RateLimiter::new(
+                cfg.signin_account_failures,
+                cfg.signin_account_window,
+                LIMITER_MAX_KEYS,
+            ),
+            signin_by_ip: RateLimiter::new(
+                cfg.signin_ip_attempts,
+                cfg.signin_ip_window,
+                LIMITER_MAX_KEYS,
+            ),
+            presence: Arc::new(NoConnections),
+            db,
+            bus,
+            cfg,
+        })
+    }
+
+    /// Attaches the registry that knows who is online.
+    pub fn with_presence(mut self, presence: Arc<dyn OnlineStatuses>) -> Domain {
+        self.presence = presence;
+        self
+    }
+
+    /// The database handle (readiness checks, metrics).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The bus events are published on.
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    /// Publishes an event, encoded once. A bus failure is logged and counted by
+    /// the bus; the state change it reports has already been committed.
+    fn emit(&self, event: DomainEvent) {
+        let publication = event.to_publication();
+        if let Err(e) = self.bus.publish(publication) {
+            tracing::error!(event = event.name(), error = %e, "event not published");
+        }
+    }
+}
+
+/// Parses a path id as a UUID; anything else is simply not found.
+pub(crate) fn parse_id(raw: &str, what: &'static str) -> DomainResult<String> {
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| DomainError::NotFound(what))
+}
+
+/// A fresh random id.
+pub(crate) fn new_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

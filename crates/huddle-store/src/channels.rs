@@ -1,0 +1,172 @@
+//! Channels and their explicit members.
+
+use crate::{ChannelMemberRecord, ChannelRecord, Db, StoreError};
+
+impl Db {
+    /// Creates a channel with its initial explicit members, atomically.
+    pub async fn create_channel(
+        &self,
+        c: &ChannelRecord,
+        members: &[ChannelMemberRecord],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO channels (id, workspace_id, name, description, creator_id, is_private, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&c.id)
+        .bind(&c.workspace_id)
+        .bind(&c.name)
+        .bind(&c.description)
+        .bind(&c.creator_id)
+        .bind(c.is_private)
+        .bind(c.created_at)
+        .bind(c.updated_at)
+        .execute(&mut *tx)
+        .await?;
+        for m in members {
+            sqlx::query("INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)")
+                .bind(&m.channel_id)
+                .bind(&m.user_id)
+                .bind(&m.role)
+                .bind(m.joined_at)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn channel_by_id(&self, id: &str) -> Result<Option<ChannelRecord>, StoreError> {
+        Ok(sqlx::query_as("SELECT * FROM channels WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?)
+    }
+
+    /// Channels of a workspace that `user_id` can see: those they are an explicit
+    /// member of, plus every public one when `sees_public`.
+    pub async fn channels_visible_to(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        sees_public: bool,
+    ) -> Result<Vec<ChannelRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT c.* FROM channels c WHERE c.workspace_id = $1 AND (
+                 ($3 AND c.is_private = FALSE)
+                 OR EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = $2))
+             ORDER BY c.created_at, c.id",
+        )
+        .bind(workspace_id)
+        .bind(user_id)
+        .bind(sees_public)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Saves name and description.
+    pub async fn update_channel(&self, c: &ChannelRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE channels SET name = $1, description = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&c.name)
+        .bind(&c.description)
+        .bind(c.updated_at)
+        .bind(&c.id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_channel(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM channels WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    /// Explicit members, in joining order.
+    pub async fn channel_members(
+        &self,
+        channel_id: &str,
+    ) -> Result<Vec<ChannelMemberRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT * FROM channel_members WHERE channel_id = $1 ORDER BY joined_at, user_id",
+        )
+        .bind(channel_id)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    pub async fn channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<Option<ChannelMemberRecord>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT * FROM channel_members WHERE channel_id = $1 AND user_id = $2")
+                .bind(channel_id)
+                .bind(user_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Adds explicit members, skipping those already present; returns the ids added.
+    pub async fn add_channel_members(
+        &self,
+        members: &[ChannelMemberRecord],
+    ) -> Result<Vec<String>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut added = Vec::new();
+        for m in members {
+            let r = sqlx::query(
+                "INSERT INTO channel_members (channel_id, user_id, role, joined_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (channel_id, user_id) DO NOTHING",
+            )
+            .bind(&m.channel_id)
+            .bind(&m.user_id)
+            .bind(&m.role)
+            .bind(m.joined_at)
+            .execute(&mut *tx)
+            .await?;
+            if r.rows_affected() > 0 {
+                added.push(m.user_id.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(added)
+    }
+
+    pub async fn remove_channel_member(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM channel_members WHERE channel_id = $1 AND user_id = $2")
+            .bind(channel_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn set_channel_role(
+        &self,
+        channel_id: &str,
+        user_id: &str,
+        role: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE channel_members SET role = $1 WHERE channel_id = $2 AND user_id = $3",
+        )
+        .bind(role)
+        .bind(channel_id)
+        .bind(user_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected() > 0)
+    }
+}

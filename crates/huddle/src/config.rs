@@ -1,0 +1,359 @@
+//! Configuration: one typed struct, layered as built-in defaults < file
+//! (`huddle.toml`, or `--config FILE`, TOML or the seed-004 JSON shape) <
+//! `HUDDLE_*` environment (`HUDDLE_HTTP__LISTEN`...) < command-line flags.
+//! Every field's doc states its default. Unknown keys are errors, so a typo
+//! fails at start instead of being silently ignored.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Json, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// A secret value: never printed by `Debug`, masked by [`Config::masked`].
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"********\"")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub http: HttpConfig,
+    /// Directory for the SQLite database and the generated JWT secret. Default `./data`.
+    pub data_dir: PathBuf,
+    pub database: DatabaseConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub bus: BusConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP server (REST, ops, and later the sockets). Default `127.0.0.1:3000`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://PATH` or `postgres://...`. Default `sqlite://{data_dir}/huddle.db`.
+    pub url: Option<String>,
+    /// Pool size. Default 10.
+    pub max_connections: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// HS256 secret for access tokens. Default: generated on first start and kept in `{data_dir}/jwt_secret`.
+    pub jwt_secret: Option<Secret>,
+    /// Access-token lifetime. Default `1h`.
+    #[serde(with = "humantime_serde")]
+    pub access_token_ttl: Duration,
+    /// Refresh-token lifetime. Default `31d`.
+    #[serde(with = "humantime_serde")]
+    pub refresh_token_ttl: Duration,
+    /// Workspace invite-code lifetime. Default `7d`.
+    #[serde(with = "humantime_serde")]
+    pub invite_ttl: Duration,
+    /// argon2id memory per hash in KiB. Default 19456 (19 MiB).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes. Default 2.
+    pub argon2_iterations: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest HTTP request body in bytes; larger is 413. Default 65536 (64 KiB).
+    pub max_body_bytes: usize,
+    /// Failed sign-ins allowed per account per `signin_account_window`. Default 10.
+    pub signin_account_failures: u32,
+    /// Default `15m`.
+    #[serde(with = "humantime_serde")]
+    pub signin_account_window: Duration,
+    /// Sign-in attempts allowed per client address per `signin_ip_window`. Default 60.
+    pub signin_ip_attempts: u32,
+    /// Default `1m`.
+    #[serde(with = "humantime_serde")]
+    pub signin_ip_window: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// Publications a subscriber may fall behind before it is told it lagged. Default 4096.
+    pub capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig::default(),
+            data_dir: PathBuf::from("./data"),
+            database: DatabaseConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            bus: BusConfig::default(),
+        }
+    }
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            max_connections: 10,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(3600),
+            refresh_token_ttl: Duration::from_secs(31 * 86_400),
+            invite_ttl: Duration::from_secs(7 * 86_400),
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 64 * 1024,
+            signin_account_failures: 10,
+            signin_account_window: Duration::from_secs(15 * 60),
+            signin_ip_attempts: 60,
+            signin_ip_window: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig { capacity: 4096 }
+    }
+}
+
+/// Values given on the command line; they win over everything else.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Load(Box<figment::Error>),
+    #[error("invalid value for `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("configuration file {0} does not exist")]
+    MissingFile(PathBuf),
+}
+
+impl Config {
+    /// Loads the layered configuration and validates it.
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        let file = match &o.config_file {
+            Some(f) if !f.exists() => return Err(ConfigError::MissingFile(f.clone())),
+            Some(f) => Some(f.clone()),
+            None => Some(PathBuf::from("huddle.toml")).filter(|p| p.exists()),
+        };
+        if let Some(f) = file {
+            fig = if f.extension().is_some_and(|e| e == "json") {
+                fig.merge(Json::file(f))
+            } else {
+                fig.merge(Toml::file(f))
+            };
+        }
+        // HUDDLE_TEST_* variables belong to the test harness, not to the server.
+        fig = fig.merge(
+            Env::prefixed("HUDDLE_")
+                .split("__")
+                .filter(|k| !k.as_str().starts_with("test_")),
+        );
+        if let Some(v) = &o.listen {
+            fig = fig.merge(Serialized::default("http.listen", v));
+        }
+        if let Some(v) = &o.data_dir {
+            fig = fig.merge(Serialized::default("data_dir", v));
+        }
+        if let Some(v) = &o.database_url {
+            fig = fig.merge(Serialized::default("database.url", v));
+        }
+        let config: Config = fig.extract().map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.to_owned(),
+            })
+        };
+        if let Some(url) = &self.database.url {
+            if !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+            {
+                return invalid("database.url", "must start with sqlite: or postgres://");
+            }
+        }
+        if self.database.max_connections == 0 {
+            return invalid("database.max_connections", "must be at least 1");
+        }
+        if self
+            .auth
+            .jwt_secret
+            .as_ref()
+            .is_some_and(|s| s.0.len() < 32)
+        {
+            return invalid("auth.jwt_secret", "must be at least 32 characters");
+        }
+        if self.auth.access_token_ttl < Duration::from_secs(1) {
+            return invalid("auth.access_token_ttl", "must be at least 1s");
+        }
+        if self.auth.refresh_token_ttl < self.auth.access_token_ttl {
+            return invalid(
+                "auth.refresh_token_ttl",
+                "must not be shorter than auth.access_token_ttl",
+            );
+        }
+        if self.auth.argon2_memory_kib < 8 {
+            return invalid("auth.argon2_memory_kib", "must be at least 8");
+        }
+        if self.auth.argon2_iterations == 0 {
+            return invalid("auth.argon2_iterations", "must be at least 1");
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return invalid("limits.max_body_bytes", "must be at least 1024");
+        }
+        if self.limits.signin_account_failures == 0 || self.limits.signin_ip_attempts == 0 {
+            return invalid("limits.signin_*", "sign-in limits must be at least 1");
+        }
+        if self.bus.capacity == 0 {
+            return invalid("bus.capacity", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The database URL, defaulting to SQLite in the data directory.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("huddle.db").display()))
+    }
+
+    /// A copy with every secret replaced by `********` (for `huddle config` and logs).
+    pub fn masked(&self) -> Config {
+        let mut c = self.clone();
+        c.auth.jwt_secret = c.auth.jwt_secret.map(|_| Secret("********".into()));
+        if let Some(url) = &c.database.url {
+            c.database.url = Some(mask_url_password(url));
+        }
+        c
+    }
+}
+
+/// Masks the password of `scheme://user:password@host/...`.
+fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((creds, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match creds.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// The JWT secret: configured, or read from `{data_dir}/jwt_secret`, or generated
+/// there (mode 0600) on first start.
+pub fn jwt_secret(config: &Config) -> std::io::Result<Vec<u8>> {
+    if let Some(s) = &config.auth.jwt_secret {
+        return Ok(s.0.as_bytes().to_vec());
+    }
+    let path = config.data_dir.join("jwt_secret");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
+        Ok(_) => {
+            return Err(std::io::Error::other(format!(
+                "{} is too short; delete it to regenerate",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let mut bytes = [0u8; 48];
+    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, &secret)?;
+    Ok(secret.into_bytes())
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts.open(path)?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_url_passwords() {
+        assert_eq!(
+            mask_url_password("postgres://u:pw@h/db"),
+            "postgres://u:********@h/db"
+        );
+        assert_eq!(mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(mask_url_password("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        Config::default().validate().expect("defaults validate");
+    }
+}

@@ -1,0 +1,9 @@
+//! The huddle server as a library: configuration and the [`Application`] that
+//! `main` runs and the integration tests start on port 0.
+
+pub mod config;
+pub mod startup;
+pub mod telemetry;
+
+pub use config::Config;
+pub use startup::Application;

@@ -1,0 +1,170 @@
+//! `Application`: everything `main` and the tests start, built from a
+//! [`Config`]. The caller decides when it stops by passing a shutdown future,
+//! so tests bind port 0 and stop servers deterministically.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, TcpSocket};
+
+use huddle_core::{Bus, InProcessBus};
+use huddle_domain::{Domain, DomainConfig, HashCost};
+use huddle_gateway::http::{self, AppState, HttpLimits, MetricsSource};
+use huddle_store::{Db, DbOptions};
+
+use crate::config::{self, Config};
+
+/// Pending connections the kernel queues before `accept` (tokio's default, 128,
+/// overflows under connection bursts and makes clients retry after a second).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Why the application could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("database: {0}")]
+    Database(#[from] huddle_store::StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("data directory: {0}")]
+    DataDir(std::io::Error),
+    #[error("{0}")]
+    Domain(#[from] huddle_domain::DomainError),
+}
+
+/// A built, bound, not-yet-serving huddle.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    state: AppState,
+    limits: HttpLimits,
+    bus: Arc<InProcessBus>,
+}
+
+/// Connects to the database (creating the SQLite directory), runs migrations.
+pub async fn open_database(config: &Config) -> Result<Db, StartupError> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir).map_err(StartupError::DataDir)?;
+    }
+    let db = Db::connect(
+        &url,
+        &DbOptions {
+            max_connections: config.database.max_connections,
+            ..Default::default()
+        },
+    )
+    .await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The domain settings that the configuration determines.
+pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
+    let mut d =
+        DomainConfig::with_secret(config::jwt_secret(config).map_err(StartupError::DataDir)?);
+    d.access_token_ttl = config.auth.access_token_ttl;
+    d.refresh_token_ttl = config.auth.refresh_token_ttl;
+    d.invite_ttl = config.auth.invite_ttl;
+    d.hash_cost = HashCost {
+        memory_kib: config.auth.argon2_memory_kib,
+        iterations: config.auth.argon2_iterations,
+    };
+    d.signin_account_failures = config.limits.signin_account_failures;
+    d.signin_account_window = config.limits.signin_account_window;
+    d.signin_ip_attempts = config.limits.signin_ip_attempts;
+    d.signin_ip_window = config.limits.signin_ip_window;
+    Ok(d)
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+struct BusMetrics(Arc<InProcessBus>);
+
+impl MetricsSource for BusMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP huddle_bus_published_total Publications accepted by the bus.\n# TYPE huddle_bus_published_total counter\n");
+        let _ = writeln!(out, "huddle_bus_published_total {}", self.0.published());
+        out.push_str("# HELP huddle_bus_lost_total Publications lost by lagging bus subscribers.\n# TYPE huddle_bus_lost_total counter\n");
+        let _ = writeln!(out, "huddle_bus_lost_total {}", self.0.lost());
+    }
+}
+
+impl Application {
+    /// Opens storage, builds the services and binds the HTTP listener.
+    pub async fn build(config: Config) -> Result<Application, StartupError> {
+        let db = open_database(&config).await?;
+        let bus = Arc::new(InProcessBus::new(config.bus.capacity));
+        let domain = Domain::new(db, bus.clone() as Arc<dyn Bus>, domain_config(&config)?)?;
+        let listener = bind(config.http.listen).map_err(|source| StartupError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+        let local_addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            addr: config.http.listen,
+            source,
+        })?;
+        let state = AppState {
+            domain: Arc::new(domain),
+            metrics: Arc::default(),
+            extra_metrics: Arc::new(vec![
+                Arc::new(BusMetrics(bus.clone())) as Arc<dyn MetricsSource>
+            ]),
+        };
+        Ok(Application {
+            listener,
+            local_addr,
+            state,
+            limits: HttpLimits {
+                max_body_bytes: config.limits.max_body_bytes,
+            },
+            bus,
+        })
+    }
+
+    /// The bound address (the real port when configured with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The domain service (tests use it to observe events and state).
+    pub fn domain(&self) -> Arc<Domain> {
+        self.state.domain.clone()
+    }
+
+    /// The bus (tests subscribe to it to observe domain events).
+    pub fn bus(&self) -> Arc<InProcessBus> {
+        self.bus.clone()
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
+    /// requests finish and closes the database (SQLite checkpoints its WAL).
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let db = self.state.domain.db().clone();
+        let app = http::router(self.state, self.limits);
+        axum::serve(
+            self.listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await?;
+        db.close().await;
+        Ok(())
+    }
+}
