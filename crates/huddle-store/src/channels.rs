@@ -19,7 +19,7 @@ impl Db {
         .bind(&c.name)
         .bind(&c.description)
         .bind(&c.creator_id)
-        .bind(c.is_private)
+        .bind(i64::from(c.is_private))
         .bind(c.created_at)
         .bind(c.updated_at)
         .execute(&mut *tx)
@@ -54,13 +54,13 @@ impl Db {
     ) -> Result<Vec<ChannelRecord>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT c.* FROM channels c WHERE c.workspace_id = $1 AND (
-                 ($3 AND c.is_private = FALSE)
+                 ($3 = 1 AND c.is_private = 0)
                  OR EXISTS (SELECT 1 FROM channel_members m WHERE m.channel_id = c.id AND m.user_id = $2))
              ORDER BY c.created_at, c.id",
         )
         .bind(workspace_id)
         .bind(user_id)
-        .bind(sees_public)
+        .bind(i64::from(sees_public))
         .fetch_all(&self.pool)
         .await?)
     }

@@ -1,8 +1,62 @@
 //! Rows as stored. Ids are UUID text, times epoch milliseconds. The domain turns
 //! these into the shapes clients see; nothing here is serialized to the wire.
+//! Flags are stored as BIGINT 0/1, so the records holding one decode by hand.
+
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
+
+fn flag(row: &AnyRow, col: &str) -> Result<bool, sqlx::Error> {
+    Ok(row.try_get::<i64, _>(col)? != 0)
+}
+
+impl FromRow<'_, AnyRow> for UserRecord {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(UserRecord {
+            id: r.try_get("id")?,
+            email: r.try_get("email")?,
+            name: r.try_get("name")?,
+            password_hash: r.try_get("password_hash")?,
+            avatar: r.try_get("avatar")?,
+            lang: r.try_get("lang")?,
+            app_settings: r.try_get("app_settings")?,
+            activated: flag(r, "activated")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+impl FromRow<'_, AnyRow> for WorkspaceRecord {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(WorkspaceRecord {
+            id: r.try_get("id")?,
+            name: r.try_get("name")?,
+            avatar: r.try_get("avatar")?,
+            creator_id: r.try_get("creator_id")?,
+            can_users_invite: flag(r, "can_users_invite")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+impl FromRow<'_, AnyRow> for ChannelRecord {
+    fn from_row(r: &AnyRow) -> Result<Self, sqlx::Error> {
+        Ok(ChannelRecord {
+            id: r.try_get("id")?,
+            workspace_id: r.try_get("workspace_id")?,
+            name: r.try_get("name")?,
+            description: r.try_get("description")?,
+            creator_id: r.try_get("creator_id")?,
+            is_private: flag(r, "is_private")?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
 
 /// An account.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRecord {
     pub id: String,
     /// Lower-cased at sign-up; unique.
@@ -38,7 +92,7 @@ pub struct RefreshTokenRecord {
     pub used_at: Option<i64>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct WorkspaceRecord {
     pub id: String,
     pub name: String,
@@ -84,7 +138,7 @@ pub struct InviteRecord {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ChannelRecord {
     pub id: String,
     pub workspace_id: String,

@@ -16,7 +16,7 @@ impl Db {
         .bind(&u.avatar)
         .bind(&u.lang)
         .bind(&u.app_settings)
-        .bind(u.activated)
+        .bind(i64::from(u.activated))
         .bind(u.created_at)
         .bind(u.updated_at)
         .execute(&self.pool)
@@ -97,7 +97,7 @@ impl Db {
         let r = sqlx::query(
             "UPDATE users SET activated = $1, updated_at = $2 WHERE id = $3 AND activated <> $1",
         )
-        .bind(activated)
+        .bind(i64::from(activated))
         .bind(now_ms())
         .bind(id)
         .execute(&self.pool)

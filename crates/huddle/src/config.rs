@@ -58,13 +58,13 @@ pub struct AuthConfig {
     /// HS256 secret for access tokens. Default: generated on first start and kept in `{data_dir}/jwt_secret`.
     pub jwt_secret: Option<Secret>,
     /// Access-token lifetime. Default `1h`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub access_token_ttl: Duration,
     /// Refresh-token lifetime. Default `31d`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub refresh_token_ttl: Duration,
     /// Workspace invite-code lifetime. Default `7d`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub invite_ttl: Duration,
     /// argon2id memory per hash in KiB. Default 19456 (19 MiB).
     pub argon2_memory_kib: u32,
@@ -80,12 +80,12 @@ pub struct LimitsConfig {
     /// Failed sign-ins allowed per account per `signin_account_window`. Default 10.
     pub signin_account_failures: u32,
     /// Default `15m`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub signin_account_window: Duration,
     /// Sign-in attempts allowed per client address per `signin_ip_window`. Default 60.
     pub signin_ip_attempts: u32,
     /// Default `1m`.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "duration")]
     pub signin_ip_window: Duration,
 }
 
@@ -169,7 +169,7 @@ pub struct Overrides {
 /// A configuration problem, naming the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{0}")]
+    #[error("{}", describe(.0))]
     Load(Box<figment::Error>),
     #[error("invalid value for `{key}`: {message}")]
     Invalid { key: &'static str, message: String },
@@ -285,6 +285,67 @@ impl Config {
     }
 }
 
+/// Renders figment errors with the key as operators write it (`http.listen`),
+/// whichever source (file, environment, flag) it came from.
+fn describe(e: &figment::Error) -> String {
+    e.clone()
+        .into_iter()
+        .map(|one| {
+            let key = one
+                .path
+                .iter()
+                .map(|p| p.to_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
+            let source = one
+                .metadata
+                .as_ref()
+                .map(|m| m.name.to_string())
+                .unwrap_or_else(|| "configuration".into());
+            if key.is_empty() {
+                format!("{} (in {source})", one.kind)
+            } else {
+                format!("invalid value for `{key}`: {} (in {source})", one.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Durations as operators write them: `90s`, `15m`, `1h`, `31d` (anything
+/// `humantime` parses is accepted); printed in the largest unit that is exact.
+mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        let ms = d.as_millis();
+        let text = if ms % 1000 != 0 {
+            format!("{ms}ms")
+        } else {
+            let secs = d.as_secs();
+            match secs {
+                0 => "0s".to_owned(),
+                s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+                s if s % 3600 == 0 => format!("{}h", s / 3600),
+                s if s % 60 == 0 => format!("{}m", s / 60),
+                s => format!("{s}s"),
+            }
+        };
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a duration like 90s, 15m, 1h or 31d ({e})"
+            ))
+        })
+    }
+}
+
 /// Masks the password of `scheme://user:password@host/...`.
 fn mask_url_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
@@ -350,6 +411,25 @@ mod tests {
         );
         assert_eq!(mask_url_password("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(mask_url_password("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn durations_round_trip_in_the_largest_exact_unit() {
+        #[derive(Serialize, Deserialize)]
+        struct D(#[serde(with = "duration")] Duration);
+        for (secs, text) in [
+            (31 * 86_400, "31d"),
+            (3600, "1h"),
+            (900, "15m"),
+            (90, "90s"),
+            (0, "0s"),
+        ] {
+            let json = serde_json::to_string(&D(Duration::from_secs(secs))).expect("encode");
+            assert_eq!(json, format!("\"{text}\""));
+            let back: D = serde_json::from_str(&json).expect("decode");
+            assert_eq!(back.0, Duration::from_secs(secs));
+        }
+        assert!(serde_json::from_str::<D>("\"forever\"").is_err());
     }
 
     #[test]

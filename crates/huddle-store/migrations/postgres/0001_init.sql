@@ -1,4 +1,5 @@
 -- huddle schema, PostgreSQL flavour. Ids are UUID text, times are epoch milliseconds,
+-- flags are BIGINT 0/1 (sqlx's Any driver cannot decode SQLite booleans),
 -- so that SQLite and PostgreSQL store and compare them identically.
 CREATE TABLE users (
     id            TEXT PRIMARY KEY,
@@ -8,7 +9,7 @@ CREATE TABLE users (
     avatar        TEXT,
     lang          TEXT,
     app_settings  TEXT NOT NULL DEFAULT '{}',
-    activated     BOOLEAN NOT NULL DEFAULT TRUE,
+    activated     BIGINT NOT NULL DEFAULT 1,
     created_at    BIGINT NOT NULL,
     updated_at    BIGINT NOT NULL
 );
@@ -37,7 +38,7 @@ CREATE TABLE workspaces (
     name             TEXT NOT NULL,
     avatar           TEXT,
     creator_id       TEXT NOT NULL,
-    can_users_invite BOOLEAN NOT NULL DEFAULT FALSE,
+    can_users_invite BIGINT NOT NULL DEFAULT 0,
     created_at       BIGINT NOT NULL,
     updated_at       BIGINT NOT NULL
 );
@@ -66,7 +67,7 @@ CREATE TABLE channels (
     name         TEXT NOT NULL,
     description  TEXT,
     creator_id   TEXT NOT NULL,
-    is_private   BOOLEAN NOT NULL,
+    is_private   BIGINT NOT NULL,
     created_at   BIGINT NOT NULL,
     updated_at   BIGINT NOT NULL
 );
