@@ -95,7 +95,11 @@ impl Domain {
         self.signin_by_ip.hit(client).map_err(retry)?;
         let email = email.trim().to_lowercase();
         self.signin_by_account.check(&email).map_err(retry)?;
-        let user = self.db.user_by_email(&email).await?;
+        let user = if validate::lookup_key(&email) {
+            self.db.user_by_email(&email).await?
+        } else {
+            None
+        };
         let ok = self
             .passwords
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))

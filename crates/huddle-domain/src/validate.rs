@@ -35,7 +35,8 @@ pub fn name(field: &'static str, raw: &str) -> DomainResult<String> {
     Ok(trimmed.to_owned())
 }
 
-/// Checks an optional description (≤150 characters).
+/// Checks an optional description (≤150 characters; newlines and tabs allowed,
+/// other control characters — NUL included, which PostgreSQL cannot store — refused).
 pub fn description(raw: Option<&str>) -> DomainResult<Option<String>> {
     match raw {
         None => Ok(None),
@@ -43,8 +44,23 @@ pub fn description(raw: Option<&str>) -> DomainResult<Option<String>> {
             "description",
             format!("description must be at most {MAX_DESCRIPTION} characters"),
         )),
+        Some(d)
+            if d.chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t' && c != '\r') =>
+        {
+            Err(DomainError::invalid(
+                "description",
+                "description must not contain control characters",
+            ))
+        }
         Some(d) => Ok(Some(d.to_owned())),
     }
+}
+
+/// Whether a lookup key (invite code, email) is plain text that could exist;
+/// anything with control characters cannot, and is simply not found.
+pub fn lookup_key(raw: &str) -> bool {
+    !raw.is_empty() && raw.len() <= 320 && !raw.chars().any(char::is_control)
 }
 
 /// Normalises an email (trimmed, lower-cased) and checks its shape.
@@ -79,7 +95,8 @@ pub fn password(field: &'static str, raw: &str) -> DomainResult<()> {
     }
 }
 
-/// Checks an optional short text field such as `avatar` or `lang`.
+/// Checks an optional short text field such as `avatar` or `lang`: bounded,
+/// no control characters (PostgreSQL cannot store NUL).
 pub fn short_text(
     field: &'static str,
     raw: Option<&str>,
@@ -89,6 +106,10 @@ pub fn short_text(
         Some(s) if s.chars().count() > max => Err(DomainError::invalid(
             field,
             format!("{field} must be at most {max} characters"),
+        )),
+        Some(s) if s.chars().any(char::is_control) => Err(DomainError::invalid(
+            field,
+            format!("{field} must not contain control characters"),
         )),
         other => Ok(other.map(str::to_owned)),
     }
@@ -109,6 +130,14 @@ mod tests {
             "'; DROP TABLE users; --"
         );
         assert!(name("name", "a\u{0}b").is_err());
+    }
+
+    #[test]
+    fn free_text_refuses_nul() {
+        assert!(description(Some("a\u{0}b")).is_err());
+        assert!(description(Some("line\nline")).is_ok());
+        assert!(short_text("lang", Some("r\u{0}"), 16).is_err());
+        assert!(!lookup_key("a\u{0}b") && lookup_key("abc"));
     }
 
     #[test]
