@@ -1,6 +1,7 @@
 //! huddle's real-time core. It knows nothing of HTTP, SQL or Socket.IO: it moves
 //! already-encoded publications between the parts of one node (and, through a
-//! [`Bus`] implementation such as Redis, between nodes).
+//! [`Bus`] implementation such as Redis, between nodes), keeps the local
+//! subscriptions ([`Hub`]) and who is connected ([`Presence`]).
 //!
 //! Guarantees every [`Bus`] implementation honours:
 //! - a publication is encoded once by its publisher and shared by reference;
@@ -9,5 +10,9 @@
 //!   publications it lost ([`BusRecvError::Lagged`]) — nothing is dropped silently.
 
 pub mod bus;
+pub mod hub;
+pub mod presence;
 
 pub use bus::{Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic};
+pub use hub::{ConnId, Connection, DisconnectReason, Frame, Hub, QueueFull};
+pub use presence::{Device, MediaState, OnlineStatus, Presence, PresenceError};

@@ -264,6 +264,7 @@ impl Domain {
             .map(|m| m.user_id)
             .collect();
         self.db.delete_channel(&v.channel.id).await?;
+        self.evict_from_channel(&v.channel.workspace_id, &v.channel.id, None);
         self.emit(DomainEvent::ChannelDeleted {
             workspace_id: v.channel.workspace_id.clone(),
             channel_id: v.channel.id.clone(),
@@ -349,6 +350,9 @@ impl Domain {
             .await?
         {
             return Err(DomainError::NotFound("member"));
+        }
+        if v.channel.is_private {
+            self.evict_from_channel(&v.channel.workspace_id, &v.channel.id, Some(&target));
         }
         self.emit(DomainEvent::ChannelMemberRemoved {
             workspace_id: v.channel.workspace_id.clone(),

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use huddle_core::{MediaState, OnlineStatus};
+
 /// Who may see a channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -116,6 +118,76 @@ pub enum DomainEvent {
         channel_id: String,
         user_id: String,
     },
+    /// A device joined a call. Real-time only (not stored).
+    /// `replaced`: the user's other sockets that were in this same call and left
+    /// it silently (a device switch is no leave for peers).
+    ChannelSelected {
+        workspace_id: String,
+        channel_id: String,
+        user_id: String,
+        socket_id: String,
+        media: MediaState,
+        replaced: Vec<String>,
+    },
+    ChannelUnselected {
+        workspace_id: String,
+        channel_id: String,
+        user_id: String,
+        socket_id: String,
+    },
+    /// The user moved their call to another device; the old one must hang up.
+    DeviceChanged {
+        user_id: String,
+    },
+    MediaStateUpdated {
+        workspace_id: String,
+        channel_id: String,
+        user_id: String,
+        media: MediaState,
+    },
+    /// The user's aggregate status changed; goes to each of `workspace_ids`.
+    OnlineStatusUpdated {
+        user_id: String,
+        status: OnlineStatus,
+        workspace_ids: Vec<String>,
+    },
+    /// The user changed their status by hand on `socket_id`; their other devices follow.
+    MyOnlineStatusUpdated {
+        user_id: String,
+        status: OnlineStatus,
+        socket_id: String,
+    },
+    InviteSent {
+        invite_id: String,
+        from_user_id: String,
+        to_user_id: String,
+        workspace_id: String,
+        channel_id: String,
+        is_response_needed: bool,
+        message: serde_json::Value,
+    },
+    /// `to_user_id` is the invite's sender, who receives the response.
+    InviteResponded {
+        invite_id: String,
+        responder_id: String,
+        to_user_id: String,
+        response: serde_json::Value,
+    },
+    InviteCancelled {
+        invite_id: String,
+        to_user_id: String,
+    },
+    MutedForAll {
+        from_user_id: String,
+        to_user_id: String,
+        socket_id: String,
+    },
+    ConversationBroadcast {
+        channel_id: String,
+        user_id: String,
+        action: serde_json::Value,
+        data: serde_json::Value,
+    },
 }
 
 impl DomainEvent {
@@ -140,6 +212,17 @@ impl DomainEvent {
             DomainEvent::ChannelDeleted { .. } => "channel_deleted",
             DomainEvent::ChannelMembersAdded { .. } => "channel_members_added",
             DomainEvent::ChannelMemberRemoved { .. } => "channel_member_removed",
+            DomainEvent::ChannelSelected { .. } => "channel_selected",
+            DomainEvent::ChannelUnselected { .. } => "channel_unselected",
+            DomainEvent::DeviceChanged { .. } => "device_changed",
+            DomainEvent::MediaStateUpdated { .. } => "media_state_updated",
+            DomainEvent::OnlineStatusUpdated { .. } => "online_status_updated",
+            DomainEvent::MyOnlineStatusUpdated { .. } => "my_online_status_updated",
+            DomainEvent::InviteSent { .. } => "invite_sent",
+            DomainEvent::InviteResponded { .. } => "invite_responded",
+            DomainEvent::InviteCancelled { .. } => "invite_cancelled",
+            DomainEvent::MutedForAll { .. } => "muted_for_all",
+            DomainEvent::ConversationBroadcast { .. } => "conversation_broadcast",
         }
     }
 
@@ -165,7 +248,14 @@ impl DomainEvent {
             | DomainEvent::UserUpdated { user_id, .. }
             | DomainEvent::MeUpdated { user_id, .. }
             | DomainEvent::PasswordChanged { user_id }
-            | DomainEvent::WorkspaceAdded { user_id, .. } => Topic::new("user", user_id),
+            | DomainEvent::WorkspaceAdded { user_id, .. }
+            | DomainEvent::DeviceChanged { user_id }
+            | DomainEvent::OnlineStatusUpdated { user_id, .. }
+            | DomainEvent::MyOnlineStatusUpdated { user_id, .. } => Topic::new("user", user_id),
+            DomainEvent::InviteSent { to_user_id, .. }
+            | DomainEvent::InviteResponded { to_user_id, .. }
+            | DomainEvent::InviteCancelled { to_user_id, .. }
+            | DomainEvent::MutedForAll { to_user_id, .. } => Topic::new("user", to_user_id),
             DomainEvent::WorkspaceUpdated { workspace_id }
             | DomainEvent::WorkspaceDeleted { workspace_id, .. }
             | DomainEvent::MemberJoined { workspace_id, .. }
@@ -177,8 +267,14 @@ impl DomainEvent {
             }
             DomainEvent::ChannelUpdated { channel_id, .. }
             | DomainEvent::ChannelMembersAdded { channel_id, .. }
-            | DomainEvent::ChannelMemberRemoved { channel_id, .. } => {
+            | DomainEvent::ChannelMemberRemoved { channel_id, .. }
+            | DomainEvent::ChannelSelected { channel_id, .. }
+            | DomainEvent::ChannelUnselected { channel_id, .. }
+            | DomainEvent::MediaStateUpdated { channel_id, .. } => {
                 Topic::new("channel", channel_id)
+            }
+            DomainEvent::ConversationBroadcast { channel_id, .. } => {
+                Topic::new("conversation", channel_id)
             }
         }
     }

@@ -7,12 +7,15 @@ mod accounts;
 mod channels;
 mod error;
 pub mod events;
+mod invites;
 pub mod model;
 mod passwords;
 pub mod ratelimit;
 pub mod roles;
 pub mod tokens;
 pub mod validate;
+mod views;
+mod voice;
 mod workspaces;
 
 use std::sync::Arc;
@@ -27,6 +30,7 @@ pub use error::{DomainError, DomainResult};
 pub use events::DomainEvent;
 pub use model::OnlineStatus;
 pub use passwords::HashCost;
+pub use voice::{MediaInput, SocketAuth, SocketAuthInput};
 pub use workspaces::WorkspaceUpdate;
 
 use ratelimit::RateLimiter;
@@ -49,6 +53,48 @@ pub struct DomainConfig {
     /// Sign-in attempts allowed per client address within `signin_ip_window` (60 / 1 min).
     pub signin_ip_attempts: u32,
     pub signin_ip_window: Duration,
+    pub realtime: RealtimeConfig,
+    pub media: MediaConfig,
+}
+
+/// Timings and bounds of the real-time features.
+#[derive(Debug, Clone)]
+pub struct RealtimeConfig {
+    /// A socket must authenticate within this (10 s).
+    pub auth_timeout: Duration,
+    /// A disconnected device keeps its place this long (5 s)...
+    pub grace_period: Duration,
+    /// ...or this long when it was in a call (60 s).
+    pub grace_period_in_call: Duration,
+    /// An invite needing a response gets `no-response` after this (40 s).
+    pub invite_timeout: Duration,
+    /// Live connections per user (16).
+    pub max_connections_per_user: usize,
+    /// Pending invites kept in memory (10,000); more are refused.
+    pub max_pending_invites: usize,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            auth_timeout: Duration::from_secs(10),
+            grace_period: Duration::from_secs(5),
+            grace_period_in_call: Duration::from_secs(60),
+            invite_timeout: Duration::from_secs(40),
+            max_connections_per_user: 16,
+            max_pending_invites: 10_000,
+        }
+    }
+}
+
+/// The media server (Janus) a client connects to after selecting a channel.
+#[derive(Debug, Clone, Default)]
+pub struct MediaConfig {
+    pub janus_server_url: Option<String>,
+    pub janus_ws_server_url: Option<String>,
+    pub janus_auth_token: Option<String>,
+    /// Lifetime of `channelAuthToken` (default 1 h... set by the binary).
+    pub channel_token_ttl: Duration,
 }
 
 impl DomainConfig {
@@ -64,24 +110,12 @@ impl DomainConfig {
             signin_account_window: Duration::from_secs(15 * 60),
             signin_ip_attempts: 60,
             signin_ip_window: Duration::from_secs(60),
+            realtime: RealtimeConfig::default(),
+            media: MediaConfig {
+                channel_token_ttl: Duration::from_secs(3600),
+                ..Default::default()
+            },
         }
-    }
-}
-
-/// Where the domain learns who is online. The socket front door provides the
-/// real registry; until one is attached, nobody has a live connection, so
-/// everyone is offline — which is the truth for a server with no sockets.
-pub trait OnlineStatuses: Send + Sync + 'static {
-    /// The aggregate status of `user_id` across their live connections.
-    fn online_status(&self, user_id: &str) -> OnlineStatus;
-}
-
-/// The [`OnlineStatuses`] of a node without socket connections.
-pub struct NoConnections;
-
-impl OnlineStatuses for NoConnections {
-    fn online_status(&self, _user_id: &str) -> OnlineStatus {
-        OnlineStatus::Offline
     }
 }
 
@@ -97,11 +131,12 @@ pub struct Domain {
     db: Db,
     bus: Arc<dyn Bus>,
     cfg: DomainConfig,
-    keys: tokens::TokenKeys,
+    pub(crate) keys: tokens::TokenKeys,
     passwords: passwords::Passwords,
     signin_by_account: RateLimiter,
     signin_by_ip: RateLimiter,
-    presence: Arc<dyn OnlineStatuses>,
+    presence: Arc<huddle_core::Presence>,
+    invites: invites::Invites,
 }
 
 /// Most keys each sign-in limiter tracks (memory bound).
@@ -122,17 +157,24 @@ impl Domain {
                 cfg.signin_ip_window,
                 LIMITER_MAX_KEYS,
             ),
-            presence: Arc::new(NoConnections),
+            presence: Arc::new(huddle_core::Presence::new(
+                cfg.realtime.max_connections_per_user,
+            )),
+            invites: invites::Invites::new(cfg.realtime.max_pending_invites),
             db,
             bus,
             cfg,
         })
     }
 
-    /// Attaches the registry that knows who is online.
-    pub fn with_presence(mut self, presence: Arc<dyn OnlineStatuses>) -> Domain {
-        self.presence = presence;
-        self
+    /// Who is connected, from which device, in which call.
+    pub fn presence(&self) -> &Arc<huddle_core::Presence> {
+        &self.presence
+    }
+
+    /// The real-time settings.
+    pub fn realtime(&self) -> &RealtimeConfig {
+        &self.cfg.realtime
     }
 
     /// The database handle (readiness checks, metrics).

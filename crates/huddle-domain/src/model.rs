@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 use huddle_store::{ChannelRecord, UserRecord, WorkspaceRecord};
 
 use crate::roles::{ChannelRole, WorkspaceRole};
+pub use huddle_core::OnlineStatus;
 
 /// Converts stored epoch milliseconds to a UTC time.
 pub fn time(ms: i64) -> DateTime<Utc> {
@@ -170,17 +171,6 @@ pub struct ChannelForUser {
     pub user_relation: ChannelRelation,
 }
 
-/// Online status of a user, aggregated over their connections.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, serde::Deserialize, ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum OnlineStatus {
-    Offline,
-    Idle,
-    Online,
-}
-
 /// A workspace member.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -188,6 +178,7 @@ pub struct Member {
     #[serde(flatten)]
     pub user: User,
     pub role: WorkspaceRole,
+    #[schema(value_type = String, example = "online")]
     pub online_status: OnlineStatus,
     pub joined_at: DateTime<Utc>,
 }
@@ -217,4 +208,36 @@ pub struct Invite {
     pub code: String,
     pub workspace_id: String,
     pub expires_at: DateTime<Utc>,
+}
+
+/// Media-server settings handed to a client that selects a channel; huddle
+/// carries no media itself.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionOptions {
+    pub janus_server_url: Option<String>,
+    pub janus_ws_server_url: Option<String>,
+    pub janus_auth_token: Option<String>,
+    /// Stable numeric room ids derived from the channel id.
+    pub audio_room_id: u32,
+    pub video_room_id: u32,
+    /// HS256 JWT `{sub: userId, channel, socket, exp}` the media server can verify.
+    pub channel_auth_token: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Selection {
+    pub connection_options: ConnectionOptions,
+}
+
+/// A device in a call, as `GET /api/channels/{id}/active-users` lists it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveUser {
+    pub user_id: String,
+    pub socket_id: String,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub media: huddle_core::MediaState,
 }

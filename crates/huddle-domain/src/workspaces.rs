@@ -149,7 +149,7 @@ impl Domain {
                 Ok(Member {
                     user: User::from(&r.user),
                     role: WorkspaceRole::parse(&r.role)?,
-                    online_status: self.presence.online_status(&r.user.id),
+                    online_status: self.presence.user_status(&r.user.id),
                     joined_at: model::time(r.joined_at),
                 })
             })
@@ -204,7 +204,7 @@ impl Domain {
                 "only admins can delete the workspace",
             ));
         }
-        let member_ids = self
+        let member_ids: Vec<String> = self
             .db
             .members(&m.workspace.id)
             .await?
@@ -212,6 +212,9 @@ impl Domain {
             .map(|r| r.user.id)
             .collect();
         self.db.delete_workspace(&m.workspace.id).await?;
+        for user in &member_ids {
+            self.evict_user_devices(&m.workspace.id, user).await?;
+        }
         self.emit(DomainEvent::WorkspaceDeleted {
             workspace_id: m.workspace.id,
             member_ids,
@@ -246,6 +249,9 @@ impl Domain {
 
     /// Joins the workspace of an invite code as a `user`.
     pub async fn join(&self, caller: &Caller, code: &str) -> DomainResult<WorkspaceForUser> {
+        if !validate::lookup_key(code) {
+            return Err(DomainError::NotFound("invite"));
+        }
         let invite = self
             .db
             .invite_by_code(code)
@@ -302,6 +308,8 @@ impl Domain {
         self.db
             .remove_member(&m.workspace.id, &caller.user_id)
             .await?;
+        self.evict_user_devices(&m.workspace.id, &caller.user_id)
+            .await?;
         self.emit(DomainEvent::MemberLeft {
             workspace_id: m.workspace.id,
             user_id: caller.user_id.clone(),
@@ -333,6 +341,7 @@ impl Domain {
             return Err(DomainError::Forbidden("you cannot remove this member"));
         }
         self.db.remove_member(&m.workspace.id, &target_id).await?;
+        self.evict_user_devices(&m.workspace.id, &target_id).await?;
         self.emit(DomainEvent::MemberLeft {
             workspace_id: m.workspace.id,
             user_id: target_id,

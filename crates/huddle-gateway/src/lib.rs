@@ -2,3 +2,4 @@
 //! domain, calls one domain method and maps the error — no business rules here.
 
 pub mod http;
+pub mod socketio;

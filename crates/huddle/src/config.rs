@@ -34,6 +34,44 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub bus: BusConfig,
+    pub realtime: RealtimeConfig,
+    pub media: MediaConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// A socket must send `auth` within this. Default `10s`.
+    #[serde(with = "duration")]
+    pub auth_timeout: Duration,
+    /// A disconnected device keeps its place this long. Default `5s`.
+    #[serde(with = "duration")]
+    pub grace_period: Duration,
+    /// ...or this long when it was in a call. Default `60s` (printed `1m`).
+    #[serde(with = "duration")]
+    pub grace_period_in_call: Duration,
+    /// An invite needing a response gets `no-response` after this. Default `40s`.
+    #[serde(with = "duration")]
+    pub invite_timeout: Duration,
+    /// Engine.IO ping interval. Default `25s`.
+    #[serde(with = "duration")]
+    pub ping_interval: Duration,
+    /// Engine.IO ping timeout. Default `20s`.
+    #[serde(with = "duration")]
+    pub ping_timeout: Duration,
+}
+
+/// The media server (Janus) handed to clients in `connectionOptions` when they
+/// select a channel. huddle carries no audio or video itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaConfig {
+    /// Janus HTTP URL. Default unset (null in `connectionOptions`).
+    pub janus_server_url: Option<String>,
+    /// Janus websocket URL. Default unset.
+    pub janus_ws_server_url: Option<String>,
+    /// A static Janus API token passed through to clients. Default unset.
+    pub janus_auth_token: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -87,6 +125,13 @@ pub struct LimitsConfig {
     /// Default `1m`.
     #[serde(with = "duration")]
     pub signin_ip_window: Duration,
+    /// Largest inbound socket message in bytes; larger closes the connection. Default 65536.
+    pub max_message_bytes: u64,
+    /// Live socket connections per user. Default 16.
+    pub max_connections_per_user: usize,
+    /// Outbound queue per socket, in messages; a full queue disconnects the
+    /// client as a slow consumer. Default 1024.
+    pub outbound_queue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -105,6 +150,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             bus: BusConfig::default(),
+            realtime: RealtimeConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -147,6 +194,22 @@ impl Default for LimitsConfig {
             signin_account_window: Duration::from_secs(15 * 60),
             signin_ip_attempts: 60,
             signin_ip_window: Duration::from_secs(60),
+            max_message_bytes: 64 * 1024,
+            max_connections_per_user: 16,
+            outbound_queue: 1024,
+        }
+    }
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        RealtimeConfig {
+            auth_timeout: Duration::from_secs(10),
+            grace_period: Duration::from_secs(5),
+            grace_period_in_call: Duration::from_secs(60),
+            invite_timeout: Duration::from_secs(40),
+            ping_interval: Duration::from_secs(25),
+            ping_timeout: Duration::from_secs(20),
         }
     }
 }
@@ -156,6 +219,11 @@ impl Default for BusConfig {
         BusConfig { capacity: 4096 }
     }
 }
+
+/// The top-level keys of [`Config`].
+const SECTIONS: [&str; 8] = [
+    "http", "data_dir", "database", "auth", "limits", "bus", "realtime", "media",
+];
 
 /// Values given on the command line; they win over everything else.
 #[derive(Debug, Default, Clone)]
@@ -193,12 +261,22 @@ impl Config {
                 fig.merge(Toml::file(f))
             };
         }
-        // HUDDLE_TEST_* variables belong to the test harness, not to the server.
-        fig = fig.merge(
-            Env::prefixed("HUDDLE_")
+        // Only variables under a known section are configuration (a typo inside
+        // a section, `HUDDLE_HTTP__LISTN`, is still an error); other `HUDDLE_*`
+        // variables (`HUDDLE_TEST_DATABASE_URL`, `HUDDLE_BIN`...) belong to tools.
+        fig = fig.merge(Env::prefixed("HUDDLE_").split("__").filter(|k| {
+            // figment filters the raw key (`REALTIME__AUTH_TIMEOUT`): before it
+            // splits on `__` and before it lower-cases.
+            let top = k
+                .as_str()
                 .split("__")
-                .filter(|k| !k.as_str().starts_with("test_")),
-        );
+                .next()
+                .unwrap_or("")
+                .split('.')
+                .next()
+                .unwrap_or("");
+            SECTIONS.iter().any(|s| s.eq_ignore_ascii_case(top))
+        }));
         if let Some(v) = &o.listen {
             fig = fig.merge(Serialized::default("http.listen", v));
         }
@@ -260,6 +338,21 @@ impl Config {
         if self.limits.signin_account_failures == 0 || self.limits.signin_ip_attempts == 0 {
             return invalid("limits.signin_*", "sign-in limits must be at least 1");
         }
+        if self.limits.max_message_bytes < 1024 {
+            return invalid("limits.max_message_bytes", "must be at least 1024");
+        }
+        if self.limits.max_connections_per_user == 0 {
+            return invalid("limits.max_connections_per_user", "must be at least 1");
+        }
+        if self.limits.outbound_queue == 0 {
+            return invalid("limits.outbound_queue", "must be at least 1");
+        }
+        if self.realtime.auth_timeout.is_zero()
+            || self.realtime.ping_interval.is_zero()
+            || self.realtime.ping_timeout.is_zero()
+        {
+            return invalid("realtime.*", "timeouts must be positive");
+        }
         if self.bus.capacity == 0 {
             return invalid("bus.capacity", "must be at least 1");
         }
@@ -278,6 +371,7 @@ impl Config {
     pub fn masked(&self) -> Config {
         let mut c = self.clone();
         c.auth.jwt_secret = c.auth.jwt_secret.map(|_| Secret("********".into()));
+        c.media.janus_auth_token = c.media.janus_auth_token.map(|_| Secret("********".into()));
         if let Some(url) = &c.database.url {
             c.database.url = Some(mask_url_password(url));
         }
@@ -321,15 +415,15 @@ mod duration {
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         let ms = d.as_millis();
-        let text = if ms % 1000 != 0 {
+        let text = if !ms.is_multiple_of(1000) {
             format!("{ms}ms")
         } else {
             let secs = d.as_secs();
             match secs {
                 0 => "0s".to_owned(),
-                s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-                s if s % 3600 == 0 => format!("{}h", s / 3600),
-                s if s % 60 == 0 => format!("{}m", s / 60),
+                s if s.is_multiple_of(86_400) => format!("{}d", s / 86_400),
+                s if s.is_multiple_of(3600) => format!("{}h", s / 3600),
+                s if s.is_multiple_of(60) => format!("{}m", s / 60),
                 s => format!("{s}s"),
             }
         };

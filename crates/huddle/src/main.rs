@@ -100,7 +100,9 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             tracing::info!("stopped");
         }
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&config.masked())?);
+            let mut effective = config.masked();
+            effective.database.url = Some(effective.database_url());
+            print!("{}", toml::to_string_pretty(&effective)?);
         }
         Command::Migrate => {
             let db = startup::open_database(&config).await?;

@@ -9,9 +9,11 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 
 use huddle_core::{Bus, InProcessBus};
-use huddle_domain::{Domain, DomainConfig, HashCost};
+use huddle_domain::{Domain, DomainConfig, HashCost, MediaConfig, RealtimeConfig};
 use huddle_gateway::http::{self, AppState, HttpLimits, MetricsSource};
+use huddle_gateway::socketio::{Realtime, SocketIoSettings};
 use huddle_store::{Db, DbOptions};
+use socketioxide::layer::SocketIoLayer;
 
 use crate::config::{self, Config};
 
@@ -42,6 +44,8 @@ pub struct Application {
     state: AppState,
     limits: HttpLimits,
     bus: Arc<InProcessBus>,
+    realtime: Arc<Realtime>,
+    socketio: SocketIoLayer,
 }
 
 /// Connects to the database (creating the SQLite directory), runs migrations.
@@ -77,6 +81,20 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
     d.signin_account_window = config.limits.signin_account_window;
     d.signin_ip_attempts = config.limits.signin_ip_attempts;
     d.signin_ip_window = config.limits.signin_ip_window;
+    d.realtime = RealtimeConfig {
+        auth_timeout: config.realtime.auth_timeout,
+        grace_period: config.realtime.grace_period,
+        grace_period_in_call: config.realtime.grace_period_in_call,
+        invite_timeout: config.realtime.invite_timeout,
+        max_connections_per_user: config.limits.max_connections_per_user,
+        ..RealtimeConfig::default()
+    };
+    d.media = MediaConfig {
+        janus_server_url: config.media.janus_server_url.clone(),
+        janus_ws_server_url: config.media.janus_ws_server_url.clone(),
+        janus_auth_token: config.media.janus_auth_token.as_ref().map(|s| s.0.clone()),
+        channel_token_ttl: config.auth.access_token_ttl,
+    };
     Ok(d)
 }
 
@@ -103,12 +121,33 @@ impl MetricsSource for BusMetrics {
     }
 }
 
+struct RealtimeMetrics(Arc<Realtime>);
+
+impl MetricsSource for RealtimeMetrics {
+    fn render(&self, out: &mut String) {
+        self.0.render_metrics(out);
+    }
+}
+
 impl Application {
     /// Opens storage, builds the services and binds the HTTP listener.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let db = open_database(&config).await?;
         let bus = Arc::new(InProcessBus::new(config.bus.capacity));
-        let domain = Domain::new(db, bus.clone() as Arc<dyn Bus>, domain_config(&config)?)?;
+        let domain = Arc::new(Domain::new(
+            db,
+            bus.clone() as Arc<dyn Bus>,
+            domain_config(&config)?,
+        )?);
+        let (socketio, realtime) = Realtime::new(
+            domain.clone(),
+            SocketIoSettings {
+                max_payload: config.limits.max_message_bytes,
+                outbound_queue: config.limits.outbound_queue,
+                ping_interval: config.realtime.ping_interval,
+                ping_timeout: config.realtime.ping_timeout,
+            },
+        );
         let listener = bind(config.http.listen).map_err(|source| StartupError::Bind {
             addr: config.http.listen,
             source,
@@ -118,10 +157,11 @@ impl Application {
             source,
         })?;
         let state = AppState {
-            domain: Arc::new(domain),
+            domain,
             metrics: Arc::default(),
             extra_metrics: Arc::new(vec![
-                Arc::new(BusMetrics(bus.clone())) as Arc<dyn MetricsSource>
+                Arc::new(BusMetrics(bus.clone())) as Arc<dyn MetricsSource>,
+                Arc::new(RealtimeMetrics(realtime.clone())),
             ]),
         };
         Ok(Application {
@@ -132,6 +172,8 @@ impl Application {
                 max_body_bytes: config.limits.max_body_bytes,
             },
             bus,
+            realtime,
+            socketio,
         })
     }
 
@@ -150,21 +192,37 @@ impl Application {
         self.bus.clone()
     }
 
-    /// Serves until `shutdown` completes, then stops accepting, lets in-flight
-    /// requests finish and closes the database (SQLite checkpoints its WAL).
+    /// Serves until `shutdown` completes: then every socket client is told
+    /// (Socket.IO disconnect) so no upgraded connection holds the shutdown open,
+    /// in-flight requests finish, and the database is closed (SQLite
+    /// checkpoints its WAL).
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let db = self.state.domain.db().clone();
-        let app = http::router(self.state, self.limits);
-        axum::serve(
+        let background = self.realtime.spawn_background();
+        let realtime = self.realtime.clone();
+        let shutdown = async move {
+            shutdown.await;
+            realtime.close().await;
+        };
+        let app = http::router(self.state, self.limits, Some(self.socketio));
+        let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
-        .await?;
+        .await;
+        for task in background {
+            task.abort();
+        }
         db.close().await;
-        Ok(())
+        served
+    }
+
+    /// The Socket.IO front door (tests inspect its hub and presence).
+    pub fn realtime(&self) -> Arc<Realtime> {
+        self.realtime.clone()
     }
 }

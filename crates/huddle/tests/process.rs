@@ -227,7 +227,8 @@ async fn output(cmd: &mut Command) -> (i32, String, String) {
 #[tokio::test]
 async fn bad_configuration_names_the_key_and_exits_before_listening() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let cases: Vec<(Vec<(&str, &str)>, Vec<&str>, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("HUDDLE_HTTP__LISTEN", "not-an-address")],
             vec![],
@@ -249,7 +250,11 @@ async fn bad_configuration_names_the_key_and_exits_before_listening() {
             vec![],
             "limits.max_body_bytes",
         ),
-        (vec![("HUDDLE_NO_SUCH_KEY", "1")], vec![], "no_such_key"),
+        (
+            vec![("HUDDLE_HTTP__NO_SUCH_KEY", "1")],
+            vec![],
+            "http.no_such_key",
+        ),
     ];
     for (env, args, key) in cases {
         let mut cmd = huddle(dir.path());
@@ -281,7 +286,7 @@ async fn bad_configuration_names_the_key_and_exits_before_listening() {
 async fn configuration_layers_and_masks_secrets() {
     let dir = tempfile::tempdir().expect("tempdir");
     // Defaults with no configuration at all.
-    let (code, out, err) = output(&mut huddle(dir.path()).arg("config")).await;
+    let (code, out, err) = output(huddle(dir.path()).arg("config")).await;
     assert_eq!(code, 0, "{err}");
     let v: toml::Value = toml::from_str(&out).expect("config prints TOML");
     assert_eq!(v["http"]["listen"].as_str(), Some("127.0.0.1:3000"));
@@ -296,7 +301,7 @@ async fn configuration_layers_and_masks_secrets() {
             .as_str()
             .map(str::to_owned)
     };
-    let (_, out, _) = output(&mut huddle(dir.path()).arg("config")).await;
+    let (_, out, _) = output(huddle(dir.path()).arg("config")).await;
     assert_eq!(listen(&out).as_deref(), Some("127.0.0.1:1111"));
     assert!(
         out.contains("********") && !out.contains("file-secret"),
@@ -316,6 +321,17 @@ async fn configuration_layers_and_masks_secrets() {
     )
     .await;
     assert_eq!(listen(&out).as_deref(), Some("127.0.0.1:3333"));
+    // Nested keys of every section take effect; unrelated HUDDLE_* variables are not configuration.
+    let (code, out, err) = output(
+        huddle(dir.path())
+            .arg("config")
+            .env("HUDDLE_REALTIME__AUTH_TIMEOUT", "1s")
+            .env("HUDDLE_BIN", "/usr/bin/whatever"),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let v: toml::Value = toml::from_str(&out).expect("toml");
+    assert_eq!(v["realtime"]["auth_timeout"].as_str(), Some("1s"));
     // Database passwords are masked too.
     let (_, out, _) =
         output(huddle(dir.path()).args(["config", "--database-url", "postgres://u:hunter2@h/db"]))

@@ -11,6 +11,7 @@ mod me;
 pub mod metrics;
 mod ops;
 mod users;
+mod voice;
 mod workspaces;
 
 use std::sync::Arc;
@@ -80,14 +81,20 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(users::routes())
         .merge(workspaces::routes())
         .merge(channels::routes())
+        .merge(voice::routes())
         .merge(ops::routes())
 }
 
-/// Builds the router; `/api/openapi.json` serves the document of exactly these routes.
-pub fn router(state: AppState, limits: HttpLimits) -> Router {
+/// Builds the router; `/api/openapi.json` serves the document of exactly these
+/// routes. `socketio` (the Socket.IO layer) serves `/socket.io/` on the same port.
+pub fn router(
+    state: AppState,
+    limits: HttpLimits,
+    socketio: Option<socketioxide::layer::SocketIoLayer>,
+) -> Router {
     let (router, api) = api_router().split_for_parts();
     let api = Arc::new(api);
-    router
+    let router = router
         .route(
             "/api/openapi.json",
             axum::routing::get(move || {
@@ -101,8 +108,12 @@ pub fn router(state: AppState, limits: HttpLimits) -> Router {
             state.clone(),
             metrics::track,
         ))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes));
+    let router = match socketio {
+        Some(layer) => router.layer(layer),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// The OpenAPI document of [`router`].
