@@ -336,6 +336,10 @@ impl Domain {
         }
         let hash = self.passwords.hash(new).await?;
         self.db.set_password_hash(&user.id, &hash).await?;
+        // Every device hears of the change before the other sessions' end.
+        self.emit(DomainEvent::PasswordChanged {
+            user_id: user.id.clone(),
+        });
         for sid in self
             .db
             .revoke_other_sessions(&user.id, &caller.session_id)
@@ -348,7 +352,6 @@ impl Domain {
                 reason: SessionEnd::Revoked,
             });
         }
-        self.emit(DomainEvent::PasswordChanged { user_id: user.id });
         Ok(())
     }
 

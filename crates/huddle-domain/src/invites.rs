@@ -33,11 +33,23 @@ impl Invites {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The pending invite from `from` to `to` for `channel`, if any.
-    pub fn existing(&self, from: &str, to: &str, channel: &str) -> Option<Invite> {
+    /// The pending invite from `from` to `to` for `channel` of the same kind
+    /// (needing a response or not), if any.
+    pub fn existing(
+        &self,
+        from: &str,
+        to: &str,
+        channel: &str,
+        needs_response: bool,
+    ) -> Option<Invite> {
         self.lock()
             .values()
-            .find(|i| i.from == from && i.to == to && i.channel_id == channel)
+            .find(|i| {
+                i.from == from
+                    && i.to == to
+                    && i.channel_id == channel
+                    && i.is_response_needed == needs_response
+            })
             .cloned()
     }
 

@@ -597,9 +597,9 @@ impl Domain {
                 "the user is already in this call".into(),
             ));
         }
-        if let Some(existing) = self
-            .invites
-            .existing(&caller.user_id, &to, &view.channel.id)
+        if let Some(existing) =
+            self.invites
+                .existing(&caller.user_id, &to, &view.channel.id, is_response_needed)
         {
             return Ok(existing.id);
         }

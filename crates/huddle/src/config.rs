@@ -132,6 +132,10 @@ pub struct LimitsConfig {
     /// Outbound queue per socket, in messages; a full queue disconnects the
     /// client as a slow consumer. Default 1024.
     pub outbound_queue: usize,
+    /// Inbound socket events per second per connection. Default 50.
+    pub socket_events_per_sec: u32,
+    /// Burst of inbound socket events per connection. Default 100.
+    pub socket_events_burst: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -197,6 +201,8 @@ impl Default for LimitsConfig {
             max_message_bytes: 64 * 1024,
             max_connections_per_user: 16,
             outbound_queue: 1024,
+            socket_events_per_sec: 50,
+            socket_events_burst: 100,
         }
     }
 }

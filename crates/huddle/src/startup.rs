@@ -146,6 +146,8 @@ impl Application {
                 outbound_queue: config.limits.outbound_queue,
                 ping_interval: config.realtime.ping_interval,
                 ping_timeout: config.realtime.ping_timeout,
+                rate_per_sec: config.limits.socket_events_per_sec,
+                rate_burst: config.limits.socket_events_burst,
             },
         );
         let listener = bind(config.http.listen).map_err(|source| StartupError::Bind {

@@ -16,13 +16,14 @@ mod delivery;
 mod workspace_ns;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 
-use huddle_core::{ConnId, Hub, Topic};
+use huddle_core::{ConnId, Hub, TokenBucket, Topic};
 use huddle_domain::roles::WorkspaceRole;
 use huddle_domain::Domain;
 
@@ -36,6 +37,10 @@ pub struct SocketIoSettings {
     pub outbound_queue: usize,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// Inbound events per second per socket (50)...
+    pub rate_per_sec: u32,
+    /// ...with bursts of this many (100). Past it, events are refused with `socket-api-error`.
+    pub rate_burst: u32,
 }
 
 /// What an authenticated socket is.
@@ -52,6 +57,11 @@ pub struct Realtime {
     pub(crate) hub: Arc<Hub>,
     /// Authenticated sockets. Std `Mutex`, never held across `.await`.
     sockets: Mutex<HashMap<ConnId, SocketCtx>>,
+    /// Inbound rate limit per socket (connected, authenticated or not).
+    buckets: Mutex<HashMap<ConnId, TokenBucket>>,
+    settings: SocketIoSettings,
+    inbound: AtomicU64,
+    refused: AtomicU64,
     io: SocketIo,
 }
 
@@ -92,10 +102,39 @@ impl Realtime {
             domain,
             hub: Arc::new(Hub::new()),
             sockets: Mutex::default(),
+            buckets: Mutex::default(),
+            settings,
+            inbound: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             io,
         });
         workspace_ns::register(&rt);
         (layer, rt)
+    }
+
+    /// Counts an inbound event and applies the socket's rate limit.
+    pub(crate) fn admit(&self, id: &str) -> bool {
+        self.inbound.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let ok = buckets
+            .entry(id.into())
+            .or_insert_with(|| {
+                TokenBucket::new(self.settings.rate_per_sec, self.settings.rate_burst, now)
+            })
+            .take(now);
+        if !ok {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Forgets a closed socket's rate limit.
+    pub(crate) fn forget_bucket(&self, id: &str) {
+        self.buckets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
     }
 
     pub(crate) fn ctx(&self, id: &str) -> Option<SocketCtx> {
@@ -160,8 +199,17 @@ impl Realtime {
         vec![delivery::spawn(self.clone()), sweeper]
     }
 
-    /// Disconnects every socket (graceful shutdown).
+    /// Graceful shutdown: every socket gets a Socket.IO disconnect packet
+    /// (clients see `io server disconnect`, not a transport error), then, once
+    /// they are gone or after two seconds, the transports are closed.
     pub async fn close(&self) {
+        for socket in self.io.sockets() {
+            let _already_closed = socket.disconnect();
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.io.sockets().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         self.io.close().await;
     }
 

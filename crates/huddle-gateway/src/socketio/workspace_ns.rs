@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use socketioxide::extract::{Event, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
 
 use huddle_domain::roles::WorkspaceRole;
 use huddle_domain::{DomainError, SocketAuthInput};
@@ -16,12 +17,23 @@ use super::{
     topic_workspace, Realtime, SocketCtx,
 };
 
+/// What a client hears when it sends faster than its rate limit.
+const RATE_LIMITED: &str = "Too many events: slow down";
+
 pub(crate) fn register(rt: &Arc<Realtime>) {
+    let io = rt.io.clone();
     let rt = rt.clone();
-    rt.io.clone().ns("/", move |socket: SocketRef| {
-        let rt = rt.clone();
-        async move { on_connect(rt, socket) }
-    });
+    // socketioxide acknowledges the connection *before* it calls the connect
+    // handler, and the client's first packet may be dispatched on another worker
+    // in between: handlers registered there could miss an immediate `auth`.
+    // Connect middleware is awaited before the acknowledgement, so the event
+    // handlers are registered in it.
+    let register_handlers = move |socket: SocketRef| {
+        on_connect(rt.clone(), socket);
+        std::future::ready(Ok::<(), std::convert::Infallible>(()))
+    };
+    let connected = |_: SocketRef| std::future::ready(());
+    io.ns("/", connected.with(register_handlers));
 }
 
 /// The text a client sees for a failed event. Internal errors are logged and
@@ -78,7 +90,12 @@ fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
     let r = rt.clone();
     socket.on("auth", move |s: SocketRef, TryData(v): TryData<Value>| {
         let rt = r.clone();
-        async move { auth(rt, s, v.map_err(|e| e.to_string())).await }
+        async move {
+            if !rt.admit(&s.id.to_string()) {
+                return api_error(&s, "auth", transaction_of(&v).as_deref(), RATE_LIMITED);
+            }
+            auth(rt, s, v.map_err(|e| e.to_string())).await
+        }
     });
     let r = rt.clone();
     socket.on("logout", move |s: SocketRef| {
@@ -104,6 +121,9 @@ fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
                 let fail =
                     |m: &str| api_error(&s, "conversation-broadcast", transaction.as_deref(), m);
                 let id = s.id.to_string();
+                if !rt.admit(&id) {
+                    return fail(RATE_LIMITED);
+                }
                 if rt.ctx(&id).is_none() {
                     return fail("Socket is not authenticated");
                 }
@@ -118,14 +138,24 @@ fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
             }
         },
     );
-    socket.on_fallback(|s: SocketRef, Event(event): Event| async move {
-        api_error(&s, &event, None, "Unknown event");
+    let r = rt.clone();
+    socket.on_fallback(move |s: SocketRef, Event(event): Event| {
+        let rt = r.clone();
+        async move {
+            let message = if rt.admit(&s.id.to_string()) {
+                "Unknown event"
+            } else {
+                RATE_LIMITED
+            };
+            api_error(&s, &event, None, message);
+        }
     });
     let r = rt;
     socket.on_disconnect(move |s: SocketRef| {
         let rt = r.clone();
         async move {
             let id = s.id.to_string();
+            rt.forget_bucket(&id);
             if rt.take_ctx(&id).is_some() {
                 rt.hub.unregister(&id);
                 if let Err(e) = rt.domain.socket_closed(&id, false).await {

@@ -341,13 +341,15 @@ async fn password_change_revokes_other_sessions(engine: Engine) {
         .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
 
-    let ended = next_event(&mut sub, "session_ended").await;
-    assert_eq!(ended["session_id"], other.session);
-    assert_eq!(ended["reason"], "revoked");
+    // The change is announced first, so that every device hears it before the
+    // other sessions are ended.
     assert_eq!(
         next_event(&mut sub, "password_changed").await["user_id"],
         ann.id
     );
+    let ended = next_event(&mut sub, "session_ended").await;
+    assert_eq!(ended["session_id"], other.session);
+    assert_eq!(ended["reason"], "revoked");
 
     assert_eq!(
         app.get("/api/me", &other.token).await.status,
