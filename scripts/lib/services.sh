@@ -55,3 +55,18 @@ drop_stale_test_schemas() {
         "select 'drop schema ' || nspname || ' cascade;' from pg_namespace where nspname like 'huddle_t_%'" \
         | psql "$HUDDLE_TEST_DATABASE_URL" -q >/dev/null 2>&1 || true
 }
+
+# Node.js >= 20 for the socket.io-client end-to-end suite.
+ensure_node() {
+    if command -v node >/dev/null 2>&1 && [ "$(node -p 'process.versions.node.split(".")[0]')" -ge 20 ]; then
+        return 0
+    fi
+    echo "==> installing Node.js with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm >/dev/null
+    if ! command -v node >/dev/null 2>&1 || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+        echo "FATAL: Node.js >= 20 is required for tests/e2e (found: $(node --version 2>/dev/null || echo none))" >&2
+        exit 1
+    fi
+}
