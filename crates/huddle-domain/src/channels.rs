@@ -49,6 +49,7 @@ fn for_user(c: &ChannelRecord, role: Option<ChannelRole>) -> ChannelForUser {
     ChannelForUser {
         channel: Channel::from(c),
         user_relation: ChannelRelation { role },
+        exist_unread_chat: false,
     }
 }
 
@@ -117,13 +118,19 @@ impl Domain {
                 m.role.sees_public_channels(),
             )
             .await?;
+        let unread = self
+            .db
+            .unread_state(&m.workspace.id, &caller.user_id)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for c in &rows {
             let role = match self.db.channel_member(&c.id, &caller.user_id).await? {
                 Some(r) => Some(ChannelRole::parse(&r.role)?),
                 None => None,
             };
-            out.push(for_user(c, role));
+            let mut ch = for_user(c, role);
+            ch.exist_unread_chat = unread.get(&c.id).is_some_and(|(last, read)| last > read);
+            out.push(ch);
         }
         Ok(out)
     }
@@ -192,6 +199,7 @@ impl Domain {
             is_private: input.is_private,
             created_at: now,
             updated_at: now,
+            last_chat_id: 0,
         };
         let mut members = vec![ChannelMemberRecord {
             channel_id: channel.id.clone(),
@@ -223,7 +231,13 @@ impl Domain {
         channel_id: &str,
     ) -> DomainResult<ChannelForUser> {
         let v = self.channel_view(caller, channel_id).await?;
-        Ok(for_user(&v.channel, v.access.channel_role))
+        let mut ch = for_user(&v.channel, v.access.channel_role);
+        ch.exist_unread_chat = v.channel.last_chat_id
+            > self
+                .db
+                .read_position(&v.channel.id, &caller.user_id)
+                .await?;
+        Ok(ch)
     }
 
     pub async fn update_channel(

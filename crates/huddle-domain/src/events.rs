@@ -182,6 +182,14 @@ pub enum DomainEvent {
         to_user_id: String,
         socket_id: String,
     },
+    /// A chat was stored (`new`), edited or deleted. `origin`: the sending socket,
+    /// which the broadcast skips.
+    Chat {
+        workspace_id: String,
+        action: crate::chat::ChatAction,
+        chat: crate::chat::ChatInfo,
+        origin: Option<String>,
+    },
     ConversationBroadcast {
         channel_id: String,
         user_id: String,
@@ -223,6 +231,7 @@ impl DomainEvent {
             DomainEvent::InviteCancelled { .. } => "invite_cancelled",
             DomainEvent::MutedForAll { .. } => "muted_for_all",
             DomainEvent::ConversationBroadcast { .. } => "conversation_broadcast",
+            DomainEvent::Chat { .. } => "chat",
         }
     }
 
@@ -273,6 +282,7 @@ impl DomainEvent {
             | DomainEvent::MediaStateUpdated { channel_id, .. } => {
                 Topic::new("channel", channel_id)
             }
+            DomainEvent::Chat { chat, .. } => Topic::new("channel", &chat.channel_id),
             DomainEvent::ConversationBroadcast { channel_id, .. } => {
                 Topic::new("conversation", channel_id)
             }

@@ -5,6 +5,7 @@
 
 mod accounts;
 mod channels;
+pub mod chat;
 mod error;
 pub mod events;
 mod invites;
@@ -55,6 +56,8 @@ pub struct DomainConfig {
     pub signin_ip_window: Duration,
     pub realtime: RealtimeConfig,
     pub media: MediaConfig,
+    /// Longest chat message, in characters (4000).
+    pub chat_content_chars: usize,
 }
 
 /// Timings and bounds of the real-time features.
@@ -111,6 +114,7 @@ impl DomainConfig {
             signin_ip_attempts: 60,
             signin_ip_window: Duration::from_secs(60),
             realtime: RealtimeConfig::default(),
+            chat_content_chars: 4000,
             media: MediaConfig {
                 channel_token_ttl: Duration::from_secs(3600),
                 ..Default::default()

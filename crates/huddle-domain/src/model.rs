@@ -169,6 +169,8 @@ pub struct ChannelForUser {
     #[serde(flatten)]
     pub channel: Channel,
     pub user_relation: ChannelRelation,
+    /// Chats newer than the caller's read position exist (their own count as read).
+    pub exist_unread_chat: bool,
 }
 
 /// A workspace member.

@@ -70,3 +70,81 @@ impl Domain {
             .collect())
     }
 }
+
+/// A channel in the shape of seed 002 (`invited-to-channel`).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommunityChannel {
+    #[serde(rename = "_id")]
+    pub underscore_id: String,
+    pub id: String,
+    pub name: String,
+    pub community_id: String,
+    pub manager_id: String,
+    pub description: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub is_private: bool,
+    /// Explicit member ids.
+    pub users: Vec<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub exist_unread_chat: bool,
+}
+
+impl Domain {
+    /// The seed-002 channel object (`existUnreadChat: false`, as an invite shows it).
+    pub async fn community_channel(
+        &self,
+        channel_id: &str,
+    ) -> DomainResult<Option<CommunityChannel>> {
+        let Some(c) = self.db.channel_by_id(channel_id).await? else {
+            return Ok(None);
+        };
+        let members = self.db.channel_members(channel_id).await?;
+        let manager_id = members
+            .iter()
+            .find(|m| m.role == "admin")
+            .map_or_else(|| c.creator_id.clone(), |m| m.user_id.clone());
+        Ok(Some(CommunityChannel {
+            underscore_id: c.id.clone(),
+            id: c.id.clone(),
+            name: c.name.clone(),
+            community_id: c.workspace_id.clone(),
+            manager_id,
+            description: c.description.clone(),
+            kind: "Channel",
+            is_private: c.is_private,
+            users: members.into_iter().map(|m| m.user_id).collect(),
+            created_at: crate::model::time(c.created_at),
+            updated_at: crate::model::time(c.updated_at),
+            exist_unread_chat: false,
+        }))
+    }
+
+    /// A community socket's handshake: a valid access token of a member of the
+    /// workspace. `Err` carries the seed's `connect_error` text.
+    pub async fn community_auth(
+        &self,
+        token: &str,
+        workspace_id: &str,
+    ) -> Result<crate::Caller, &'static str> {
+        let token = token
+            .strip_prefix("Bearer ")
+            .or_else(|| token.strip_prefix("bearer "))
+            .unwrap_or(token)
+            .trim();
+        let caller = self.authenticate(token).await.map_err(|_| "Unauthorized")?;
+        let Ok(ws) = uuid::Uuid::parse_str(workspace_id) else {
+            return Err("Forbidden");
+        };
+        match self.workspace_role(&ws.to_string(), &caller.user_id).await {
+            Ok(Some(_)) => Ok(caller),
+            Ok(None) => Err("Forbidden"),
+            Err(e) => {
+                tracing::error!(error = %e, "community handshake failed");
+                Err("Forbidden")
+            }
+        }
+    }
+}

@@ -7,6 +7,7 @@
 //! rules: it answers questions and applies changes exactly as asked.
 
 mod channels;
+mod chats;
 mod db;
 mod error;
 mod records;

@@ -51,6 +51,7 @@ impl FromRow<'_, AnyRow> for ChannelRecord {
             is_private: flag(r, "is_private")?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            last_chat_id: r.try_get("last_chat_id")?,
         })
     }
 }
@@ -148,6 +149,8 @@ pub struct ChannelRecord {
     pub is_private: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The id of the newest chat (0: none yet).
+    pub last_chat_id: i64,
 }
 
 /// An explicit channel membership (private channels, and channel roles on public ones).
@@ -166,4 +169,20 @@ pub struct ProfilePatch {
     /// `Some(None)` clears the avatar.
     pub avatar: Option<Option<String>>,
     pub lang: Option<Option<String>>,
+}
+
+/// A chat message. `id` is sequential per channel, from 1.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChatRecord {
+    pub channel_id: String,
+    pub id: i64,
+    /// `TEXT` or `SYSTEM`.
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    /// Empty once deleted.
+    pub content: String,
+    pub sender_id: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub deleted_at: Option<i64>,
 }

@@ -136,6 +136,8 @@ pub struct LimitsConfig {
     pub socket_events_per_sec: u32,
     /// Burst of inbound socket events per connection. Default 100.
     pub socket_events_burst: u32,
+    /// Longest chat message in characters. Default 4000.
+    pub chat_content_chars: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -203,6 +205,7 @@ impl Default for LimitsConfig {
             outbound_queue: 1024,
             socket_events_per_sec: 50,
             socket_events_burst: 100,
+            chat_content_chars: 4000,
         }
     }
 }
@@ -349,6 +352,9 @@ impl Config {
         }
         if self.limits.max_connections_per_user == 0 {
             return invalid("limits.max_connections_per_user", "must be at least 1");
+        }
+        if self.limits.chat_content_chars == 0 {
+            return invalid("limits.chat_content_chars", "must be at least 1");
         }
         if self.limits.outbound_queue == 0 {
             return invalid("limits.outbound_queue", "must be at least 1");

@@ -89,6 +89,7 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
         max_connections_per_user: config.limits.max_connections_per_user,
         ..RealtimeConfig::default()
     };
+    d.chat_content_chars = config.limits.chat_content_chars;
     d.media = MediaConfig {
         janus_server_url: config.media.janus_server_url.clone(),
         janus_ws_server_url: config.media.janus_ws_server_url.clone(),

@@ -5,6 +5,7 @@
 
 mod auth;
 mod channels;
+mod chat;
 pub mod error;
 mod extract;
 mod me;
@@ -82,6 +83,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(workspaces::routes())
         .merge(channels::routes())
         .merge(voice::routes())
+        .merge(chat::routes())
         .merge(ops::routes())
 }
 

@@ -32,6 +32,9 @@ pub(crate) fn spawn(rt: Arc<Realtime>) -> tokio::task::JoinHandle<()> {
                             continue;
                         }
                     };
+                    if let Err(e) = rt.deliver_community(&event).await {
+                        tracing::error!(event = %p.event, error = %e, "community delivery failed");
+                    }
                     if let Err(e) = rt.deliver(event).await {
                         tracing::error!(event = %p.event, error = %e, "delivery failed");
                     }
@@ -123,7 +126,9 @@ impl Realtime {
 
     async fn deliver(&self, event: DomainEvent) -> DomainResult<()> {
         match event {
-            DomainEvent::SignedIn { .. } | DomainEvent::AccountActivated { .. } => {}
+            DomainEvent::SignedIn { .. }
+            | DomainEvent::AccountActivated { .. }
+            | DomainEvent::Chat { .. } => {}
             DomainEvent::SessionEnded { session_id, .. } => {
                 for id in self.hub.subscribers(&topic_session(&session_id)) {
                     self.forget(&id).await?;

@@ -11,6 +11,7 @@
 //! `user:{user}`, `session:{sid}`, `channel:{id}` for each channel it can see,
 //! and `conversation:{id}` while its device is in a call there.
 
+mod community_ns;
 mod conn;
 mod delivery;
 mod workspace_ns;
@@ -57,6 +58,8 @@ pub struct Realtime {
     pub(crate) hub: Arc<Hub>,
     /// Authenticated sockets. Std `Mutex`, never held across `.await`.
     sockets: Mutex<HashMap<ConnId, SocketCtx>>,
+    /// Authenticated community-namespace sockets.
+    commu: Mutex<HashMap<ConnId, community_ns::CommuCtx>>,
     /// Inbound rate limit per socket (connected, authenticated or not).
     buckets: Mutex<HashMap<ConnId, TokenBucket>>,
     settings: SocketIoSettings,
@@ -102,6 +105,7 @@ impl Realtime {
             domain,
             hub: Arc::new(Hub::new()),
             sockets: Mutex::default(),
+            commu: Mutex::default(),
             buckets: Mutex::default(),
             settings,
             inbound: AtomicU64::new(0),
@@ -109,6 +113,7 @@ impl Realtime {
             io,
         });
         workspace_ns::register(&rt);
+        community_ns::register(&rt);
         (layer, rt)
     }
 
@@ -135,6 +140,28 @@ impl Realtime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(id);
+    }
+
+    pub(crate) fn commu(&self, id: &str) -> Option<community_ns::CommuCtx> {
+        self.commu
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn set_commu(&self, id: ConnId, ctx: community_ns::CommuCtx) {
+        self.commu
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, ctx);
+    }
+
+    pub(crate) fn take_commu(&self, id: &str) -> Option<community_ns::CommuCtx> {
+        self.commu
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
     }
 
     pub(crate) fn ctx(&self, id: &str) -> Option<SocketCtx> {

@@ -8,6 +8,7 @@ mod common;
 mod accounts;
 mod bad_input;
 mod channels;
+mod chat;
 mod events;
 mod ops;
 mod permissions;

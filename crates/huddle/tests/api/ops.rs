@@ -91,6 +91,12 @@ async fn openapi_lists_every_route(engine: Engine) {
         ("post", "/api/invites"),
         ("post", "/api/invites/{id}/response"),
         ("post", "/api/invites/{id}/cancel"),
+        ("get", "/api/channels/{id}/chat"),
+        ("post", "/api/channels/{id}/chat"),
+        ("patch", "/api/channels/{id}/chats/{chatId}"),
+        ("delete", "/api/channels/{id}/chats/{chatId}"),
+        ("patch", "/api/channels/{id}/last-read"),
+        ("get", "/api/channels/{id}/unread-chat"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -114,6 +120,7 @@ async fn openapi_lists_every_route(engine: Engine) {
         let concrete = path
             .replace("{id}", "00000000-0000-0000-0000-000000000000")
             .replace("{userId}", "00000000-0000-0000-0000-000000000000")
+            .replace("{chatId}", "1")
             .replace("{code}", "nocode");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let r = app.call(m, &concrete, None, None).await;

@@ -1,0 +1,563 @@
+//! Namespaces `/socket/commu-{workspaceId}`: the community chat API of seed 002
+//! (SPEC §4). Handshake `auth: {token: "Bearer <accessToken>"}`; `join`, `chat`
+//! and `invite-users-to-channel` with the seed's acknowledgements.
+//!
+//! Unlike the original, `join` joins only the calling socket and only to
+//! channels it may read, and invites reach the invitees' sockets in this
+//! namespace wherever they connected. Topics are `commu-*`, separate from the
+//! workspace namespace's, so the two APIs never see each other's events.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
+use socketioxide::handler::{ConnectHandler, FromMessageParts};
+use socketioxide::socket::Socket;
+
+use huddle_core::{DisconnectReason, Frame, Topic};
+use huddle_domain::{Caller, DomainError, DomainEvent, DomainResult};
+
+use super::conn::SioConn;
+use super::Realtime;
+
+/// Channels one `join` may name.
+const MAX_JOIN: usize = 1000;
+
+pub(crate) fn topic_ws(ws: &str) -> Topic {
+    Topic::new("commu-ws", ws)
+}
+pub(crate) fn topic_member(ws: &str, user: &str) -> Topic {
+    Topic::new("commu-member", format_args!("{ws}:{user}"))
+}
+pub(crate) fn topic_user(user: &str) -> Topic {
+    Topic::new("commu-user", user)
+}
+pub(crate) fn topic_session(sid: &str) -> Topic {
+    Topic::new("commu-session", sid)
+}
+pub(crate) fn topic_channel(ch: &str) -> Topic {
+    Topic::new("commu-channel", ch)
+}
+
+/// What an authenticated community socket is.
+#[derive(Debug, Clone)]
+pub(crate) struct CommuCtx {
+    pub caller: Caller,
+    pub workspace_id: String,
+}
+
+/// Whether the client asked for an acknowledgement.
+struct AckRequested(bool);
+
+impl<A: socketioxide::adapter::Adapter> FromMessageParts<A> for AckRequested {
+    type Error = Infallible;
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(AckRequested(ack_id.is_some()))
+    }
+}
+
+/// A refused handshake: its text is the client's `connect_error` message.
+#[derive(Debug)]
+struct Refused(&'static str);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+pub(crate) fn register(rt: &Arc<Realtime>) {
+    let io = rt.io.clone();
+    let rt = rt.clone();
+    // Authentication and handler registration happen in connect middleware,
+    // which socketioxide awaits before acknowledging the connection.
+    let handshake = move |socket: SocketRef, TryData(auth): TryData<Value>| {
+        let rt = rt.clone();
+        async move { handshake(rt, socket, auth.ok()).await }
+    };
+    let connected = |_: SocketRef| std::future::ready(());
+    if let Err(e) = io.dyn_ns("/socket/{name}", connected.with(handshake)) {
+        tracing::error!(error = %e, "cannot register the community namespaces");
+    }
+}
+
+fn token_of(socket: &SocketRef, auth: Option<&Value>) -> Option<String> {
+    if let Some(t) = auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
+        return Some(t.to_owned());
+    }
+    let headers = &socket.req_parts().headers;
+    headers
+        .get("token")
+        .or_else(|| headers.get("authorization"))
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn handshake(
+    rt: Arc<Realtime>,
+    socket: SocketRef,
+    auth: Option<Value>,
+) -> Result<(), Refused> {
+    let Some(ws) = socket
+        .ns()
+        .strip_prefix("/socket/commu-")
+        .map(str::to_owned)
+    else {
+        return Err(Refused("Forbidden"));
+    };
+    let token = token_of(&socket, auth.as_ref()).ok_or(Refused("Unauthorized"))?;
+    let caller = rt
+        .domain
+        .community_auth(&token, &ws)
+        .await
+        .map_err(Refused)?;
+    let ws = uuid::Uuid::parse_str(&ws)
+        .map_err(|_| Refused("Forbidden"))?
+        .to_string();
+    let id = socket.id.to_string();
+    rt.hub.register(Arc::new(SioConn::new(socket.clone())));
+    for t in [
+        topic_ws(&ws),
+        topic_member(&ws, &caller.user_id),
+        topic_user(&caller.user_id),
+        topic_session(&caller.session_id),
+    ] {
+        rt.hub.join(&id, t);
+    }
+    rt.set_commu(
+        id.as_str().into(),
+        CommuCtx {
+            caller,
+            workspace_id: ws,
+        },
+    );
+    on_connect(rt, socket);
+    Ok(())
+}
+
+/// The text a client sees for a failed event (internal details are logged).
+fn message(e: &DomainError) -> String {
+    match e {
+        DomainError::Internal(detail) => {
+            tracing::error!(error = %detail, "community handler failed");
+            "System error".to_owned()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Answers through the ack when one was asked for; otherwise reports a failure
+/// as `failed-to-send-message`.
+fn answer(s: &SocketRef, ack: AckSender, requested: bool, reply: Value, failure: Option<String>) {
+    if requested {
+        if let Err(e) = ack.send(&reply) {
+            tracing::debug!(socket = %s.id, error = %e, "could not acknowledge");
+        }
+    } else if let Some(m) = failure {
+        if let Err(e) = s.emit("failed-to-send-message", &json!({ "message": m })) {
+            tracing::debug!(socket = %s.id, error = %e, "could not report a failure");
+        }
+    }
+}
+
+fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
+    let r = rt.clone();
+    socket.on(
+        "join",
+        move |s: SocketRef,
+              TryData(v): TryData<Value>,
+              ack: AckSender,
+              AckRequested(req): AckRequested| {
+            let rt = r.clone();
+            async move {
+                let id = s.id.to_string();
+                let result = if rt.admit(&id) {
+                    join(&rt, &id, v.ok()).await
+                } else {
+                    Err(rate_limited())
+                };
+                match result {
+                    Ok((joined, refused)) => answer(
+                        &s,
+                        ack,
+                        req,
+                        json!({ "joined": joined, "refused": refused }),
+                        None,
+                    ),
+                    Err(e) => {
+                        let m = message(&e);
+                        answer(
+                            &s,
+                            ack,
+                            req,
+                            json!({ "joined": [], "refused": [], "error": m }),
+                            Some(m),
+                        );
+                    }
+                }
+            }
+        },
+    );
+    let r = rt.clone();
+    socket.on(
+        "chat",
+        move |s: SocketRef,
+              TryData(v): TryData<Value>,
+              ack: AckSender,
+              AckRequested(req): AckRequested| {
+            let rt = r.clone();
+            async move {
+                let id = s.id.to_string();
+                let result = if rt.admit(&id) {
+                    chat(&rt, &id, v.ok()).await
+                } else {
+                    Err(rate_limited())
+                };
+                match result {
+                    Ok(info) => answer(
+                        &s,
+                        ack,
+                        req,
+                        json!({ "written": true, "chatInfo": info }),
+                        None,
+                    ),
+                    Err(e) => {
+                        let m = message(&e);
+                        answer(
+                            &s,
+                            ack,
+                            req,
+                            json!({ "written": false, "error": m }),
+                            Some(m),
+                        );
+                    }
+                }
+            }
+        },
+    );
+    let r = rt.clone();
+    socket.on(
+        "invite-users-to-channel",
+        move |s: SocketRef,
+              TryData(v): TryData<Value>,
+              ack: AckSender,
+              AckRequested(req): AckRequested| {
+            let rt = r.clone();
+            async move {
+                let id = s.id.to_string();
+                let result = if rt.admit(&id) {
+                    invite(&rt, &id, v.ok()).await
+                } else {
+                    Err(rate_limited())
+                };
+                match result {
+                    Ok(()) => answer(&s, ack, req, json!({ "isSuccess": true }), None),
+                    Err(e) => {
+                        let m = message(&e);
+                        answer(
+                            &s,
+                            ack,
+                            req,
+                            json!({ "isSuccess": false, "error": m }),
+                            Some(m),
+                        );
+                    }
+                }
+            }
+        },
+    );
+    let r = rt.clone();
+    socket.on_fallback(move |s: SocketRef, Event(event): Event| {
+        let rt = r.clone();
+        async move {
+            let m = if rt.admit(&s.id.to_string()) {
+                format!("Unknown event {event:?}")
+            } else {
+                rate_limited().to_string()
+            };
+            if let Err(e) = s.emit("failed-to-send-message", &json!({ "message": m })) {
+                tracing::debug!(socket = %s.id, error = %e, "could not report a failure");
+            }
+        }
+    });
+    socket.on_disconnect(move |s: SocketRef| {
+        let rt = rt.clone();
+        async move {
+            let id = s.id.to_string();
+            rt.forget_bucket(&id);
+            rt.take_commu(&id);
+            rt.hub.unregister(&id);
+        }
+    });
+}
+
+fn rate_limited() -> DomainError {
+    DomainError::RateLimited {
+        retry_after_secs: 1,
+    }
+}
+
+fn ctx(rt: &Realtime, id: &str) -> DomainResult<CommuCtx> {
+    rt.commu(id)
+        .ok_or(DomainError::Unauthorized("Unauthorized"))
+}
+
+fn field_str<'a>(v: &'a Value, key: &'static str) -> DomainResult<&'a str> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| DomainError::invalid(key, format!("{key} must be a string")))
+}
+
+/// Checks that a channel the caller can see belongs to this namespace's workspace.
+async fn channel_here(rt: &Realtime, c: &CommuCtx, channel_id: &str) -> DomainResult<()> {
+    let ch = rt.domain.get_channel(&c.caller, channel_id).await?;
+    if ch.channel.workspace_id != c.workspace_id {
+        return Err(DomainError::NotFound("channel"));
+    }
+    Ok(())
+}
+
+async fn join(
+    rt: &Realtime,
+    id: &str,
+    v: Option<Value>,
+) -> DomainResult<(Vec<String>, Vec<String>)> {
+    let c = ctx(rt, id)?;
+    let channels = v
+        .as_ref()
+        .and_then(|v| v.get("channels"))
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            DomainError::invalid("channels", "channels must be an array of channel ids")
+        })?;
+    if channels.len() > MAX_JOIN {
+        return Err(DomainError::invalid(
+            "channels",
+            format!("at most {MAX_JOIN} channels per join"),
+        ));
+    }
+    let (mut joined, mut refused) = (Vec::new(), Vec::new());
+    for raw in channels {
+        let Some(ch) = raw.as_str() else {
+            refused.push(raw.to_string());
+            continue;
+        };
+        if channel_here(rt, &c, ch).await.is_ok() {
+            rt.hub.join(id, topic_channel(ch));
+            joined.push(ch.to_owned());
+        } else {
+            refused.push(ch.to_owned());
+        }
+    }
+    Ok((joined, refused))
+}
+
+async fn chat(
+    rt: &Realtime,
+    id: &str,
+    v: Option<Value>,
+) -> DomainResult<huddle_domain::chat::ChatInfo> {
+    let c = ctx(rt, id)?;
+    let v = v
+        .filter(Value::is_object)
+        .ok_or_else(|| DomainError::invalid("chat", "the chat event needs an object"))?;
+    let kind = field_str(&v, "chatType")?;
+    let channel = field_str(&v, "channelId")?;
+    channel_here(rt, &c, channel).await?;
+    let chat_id = || {
+        v.get("chatId")
+            .and_then(Value::as_i64)
+            .filter(|n| *n > 0)
+            .ok_or_else(|| DomainError::invalid("chatId", "chatId must be a positive integer"))
+    };
+    let origin = Some(id.to_owned());
+    match kind {
+        "new" => {
+            rt.domain
+                .post_chat(&c.caller, channel, None, field_str(&v, "content")?, origin)
+                .await
+        }
+        "modify" => {
+            rt.domain
+                .modify_chat(
+                    &c.caller,
+                    channel,
+                    chat_id()?,
+                    field_str(&v, "content")?,
+                    origin,
+                )
+                .await
+        }
+        "delete" => {
+            rt.domain
+                .delete_chat(&c.caller, channel, chat_id()?, origin)
+                .await
+        }
+        _ => Err(DomainError::invalid(
+            "chatType",
+            "chatType must be new, modify or delete",
+        )),
+    }
+}
+
+async fn invite(rt: &Realtime, id: &str, v: Option<Value>) -> DomainResult<()> {
+    let c = ctx(rt, id)?;
+    let v = v
+        .filter(Value::is_object)
+        .ok_or_else(|| DomainError::invalid("invite", "the invite needs an object"))?;
+    let community = field_str(&v, "community_id")?;
+    if community != c.workspace_id {
+        return Err(DomainError::invalid(
+            "community_id",
+            "community_id is not this namespace's community",
+        ));
+    }
+    let channel = field_str(&v, "channel_id")?;
+    channel_here(rt, &c, channel).await?;
+    let users: Vec<String> = v
+        .get("users")
+        .and_then(Value::as_array)
+        .and_then(|a| a.iter().map(|u| u.as_str().map(str::to_owned)).collect())
+        .ok_or_else(|| DomainError::invalid("users", "users must be an array of user ids"))?;
+    rt.domain
+        .add_channel_members(&c.caller, channel, &users)
+        .await?;
+    Ok(())
+}
+
+impl Realtime {
+    fn frame(event: &str, payload: &impl serde::Serialize) -> Option<Frame> {
+        Frame::encode(event, payload)
+            .map_err(|e| tracing::error!(event, error = %e, "cannot encode"))
+            .ok()
+    }
+
+    fn close_commu_topic(&self, topic: &Topic, reason: DisconnectReason) {
+        for id in self.hub.subscribers(topic) {
+            self.take_commu(&id);
+            if let Some(conn) = self.hub.connection(&id) {
+                self.hub.unregister(&id);
+                conn.close(reason);
+            }
+        }
+    }
+
+    /// Takes a user's community sockets out of a channel room they may no longer read.
+    async fn leave_if_unseen(
+        &self,
+        workspace_id: &str,
+        channel_id: &str,
+        user_id: &str,
+    ) -> DomainResult<()> {
+        if !self.domain.can_see_channel(channel_id, user_id).await? {
+            for id in self.hub.subscribers(&topic_member(workspace_id, user_id)) {
+                self.hub.leave(&id, &topic_channel(channel_id));
+            }
+        }
+        Ok(())
+    }
+
+    /// The community namespaces' share of an event's delivery.
+    pub(crate) async fn deliver_community(&self, event: &DomainEvent) -> DomainResult<()> {
+        match event {
+            DomainEvent::Chat {
+                action,
+                chat,
+                origin,
+                ..
+            } => {
+                if let Some(f) = Self::frame(action.event(), chat) {
+                    self.hub
+                        .publish(&topic_channel(&chat.channel_id), &f, origin.as_deref());
+                }
+            }
+            DomainEvent::ChannelMembersAdded {
+                workspace_id,
+                channel_id,
+                user_ids,
+            } => {
+                let sockets: Vec<_> = user_ids
+                    .iter()
+                    .flat_map(|u| self.hub.subscribers(&topic_member(workspace_id, u)))
+                    .collect();
+                if sockets.is_empty() {
+                    return Ok(());
+                }
+                let Some(channel) = self.domain.community_channel(channel_id).await? else {
+                    return Ok(());
+                };
+                let Some(f) = Self::frame("invited-to-channel", &channel) else {
+                    return Ok(());
+                };
+                let room = topic_channel(channel_id);
+                for id in sockets {
+                    if !self.hub.is_subscribed(&id, &room) {
+                        self.hub.join(&id, room.clone());
+                        if let Some(conn) = self.hub.connection(&id) {
+                            self.hub.send_to(&conn, &f);
+                        }
+                    }
+                }
+            }
+            DomainEvent::ChannelMemberRemoved {
+                workspace_id,
+                channel_id,
+                user_id,
+            } => {
+                self.leave_if_unseen(workspace_id, channel_id, user_id)
+                    .await?;
+            }
+            DomainEvent::MemberRoleChanged {
+                workspace_id,
+                user_id,
+                ..
+            } => {
+                let visible = self
+                    .domain
+                    .visible_channel_ids(workspace_id, user_id)
+                    .await?;
+                for id in self.hub.subscribers(&topic_member(workspace_id, user_id)) {
+                    for t in self
+                        .hub
+                        .topics_of(&id)
+                        .into_iter()
+                        .filter(|t| t.kind() == "commu-channel")
+                    {
+                        if !visible.iter().any(|c| topic_channel(c) == t) {
+                            self.hub.leave(&id, &t);
+                        }
+                    }
+                }
+            }
+            DomainEvent::ChannelDeleted { channel_id, .. } => {
+                self.hub.drop_topic(&topic_channel(channel_id))
+            }
+            DomainEvent::MemberLeft {
+                workspace_id,
+                user_id,
+                ..
+            } => {
+                self.close_commu_topic(
+                    &topic_member(workspace_id, user_id),
+                    DisconnectReason::SessionEnded,
+                );
+            }
+            DomainEvent::WorkspaceDeleted { workspace_id, .. } => {
+                self.close_commu_topic(&topic_ws(workspace_id), DisconnectReason::SessionEnded);
+            }
+            DomainEvent::SessionEnded { session_id, .. } => {
+                self.close_commu_topic(&topic_session(session_id), DisconnectReason::SessionEnded);
+            }
+            DomainEvent::AccountRemoved { user_id, .. } => {
+                self.close_commu_topic(&topic_user(user_id), DisconnectReason::SessionEnded);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
