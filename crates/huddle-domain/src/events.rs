@@ -182,6 +182,23 @@ pub enum DomainEvent {
         to_user_id: String,
         socket_id: String,
     },
+    /// A publication on comet pipe `pipe` of tenant `dev_id` (`user_id` 0: anonymous
+    /// or the server). `origin`: the sending connection, which it skips.
+    CometPipe {
+        dev_id: String,
+        pipe: String,
+        event: String,
+        data: serde_json::Value,
+        user_id: i64,
+        origin: Option<String>,
+    },
+    /// A private message to every live connection of a comet user.
+    CometUserMessage {
+        dev_id: String,
+        user_id: i64,
+        event: String,
+        data: serde_json::Value,
+    },
     /// A chat was stored (`new`), edited or deleted. `origin`: the sending socket,
     /// which the broadcast skips.
     Chat {
@@ -232,6 +249,8 @@ impl DomainEvent {
             DomainEvent::MutedForAll { .. } => "muted_for_all",
             DomainEvent::ConversationBroadcast { .. } => "conversation_broadcast",
             DomainEvent::Chat { .. } => "chat",
+            DomainEvent::CometPipe { .. } => "comet_pipe",
+            DomainEvent::CometUserMessage { .. } => "comet_user_message",
         }
     }
 
@@ -283,6 +302,12 @@ impl DomainEvent {
                 Topic::new("channel", channel_id)
             }
             DomainEvent::Chat { chat, .. } => Topic::new("channel", &chat.channel_id),
+            DomainEvent::CometPipe { dev_id, pipe, .. } => {
+                Topic::new("pipe", format_args!("{dev_id}:{pipe}"))
+            }
+            DomainEvent::CometUserMessage {
+                dev_id, user_id, ..
+            } => Topic::new("comet-user", format_args!("{dev_id}:{user_id}")),
             DomainEvent::ConversationBroadcast { channel_id, .. } => {
                 Topic::new("conversation", channel_id)
             }

@@ -6,6 +6,7 @@
 mod accounts;
 mod channels;
 pub mod chat;
+pub mod comet;
 mod error;
 pub mod events;
 mod invites;
@@ -58,6 +59,7 @@ pub struct DomainConfig {
     pub media: MediaConfig,
     /// Longest chat message, in characters (4000).
     pub chat_content_chars: usize,
+    pub comet: comet::CometConfig,
 }
 
 /// Timings and bounds of the real-time features.
@@ -115,6 +117,7 @@ impl DomainConfig {
             signin_ip_window: Duration::from_secs(60),
             realtime: RealtimeConfig::default(),
             chat_content_chars: 4000,
+            comet: comet::CometConfig::default(),
             media: MediaConfig {
                 channel_token_ttl: Duration::from_secs(3600),
                 ..Default::default()
@@ -141,6 +144,7 @@ pub struct Domain {
     signin_by_ip: RateLimiter,
     presence: Arc<huddle_core::Presence>,
     invites: invites::Invites,
+    comet: comet::CometState,
 }
 
 /// Most keys each sign-in limiter tracks (memory bound).
@@ -165,6 +169,7 @@ impl Domain {
                 cfg.realtime.max_connections_per_user,
             )),
             invites: invites::Invites::new(cfg.realtime.max_pending_invites),
+            comet: comet::CometState::default(),
             db,
             bus,
             cfg,

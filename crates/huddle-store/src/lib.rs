@@ -8,6 +8,7 @@
 
 mod channels;
 mod chats;
+mod comet;
 mod db;
 mod error;
 mod records;
@@ -15,6 +16,7 @@ pub mod sessions;
 mod users;
 mod workspaces;
 
+pub use comet::QueuedMessage;
 pub use db::{Db, DbOptions, Engine};
 pub use error::StoreError;
 pub use records::*;

@@ -36,6 +36,37 @@ pub struct Config {
     pub bus: BusConfig,
     pub realtime: RealtimeConfig,
     pub media: MediaConfig,
+    pub comet: CometConfig,
+}
+
+/// The comet pipes front door (seed 003).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CometConfig {
+    /// A second listener for `/ws/...` only (the main port serves it too).
+    /// Default `127.0.0.1:8087`; empty disables it.
+    pub listen: String,
+    /// The server password: backend API credential and, with the dev id, the
+    /// clients' JWT secret. Default: generated once into `{data_dir}/comet_password`.
+    pub password: Option<Secret>,
+    /// Regular expressions an `Origin` must match to connect; empty: any. Default empty.
+    pub origins: Vec<String>,
+    /// Private messages queued per offline user; past it sends are refused (409). Default 1000.
+    pub queue_max: i64,
+    /// Live connections per user and dev id. Default 16.
+    pub max_connections_per_user: usize,
+}
+
+impl Default for CometConfig {
+    fn default() -> Self {
+        CometConfig {
+            listen: "127.0.0.1:8087".into(),
+            password: None,
+            origins: Vec::new(),
+            queue_max: 1000,
+            max_connections_per_user: 16,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +189,7 @@ impl Default for Config {
             bus: BusConfig::default(),
             realtime: RealtimeConfig::default(),
             media: MediaConfig::default(),
+            comet: CometConfig::default(),
         }
     }
 }
@@ -230,8 +262,8 @@ impl Default for BusConfig {
 }
 
 /// The top-level keys of [`Config`].
-const SECTIONS: [&str; 8] = [
-    "http", "data_dir", "database", "auth", "limits", "bus", "realtime", "media",
+const SECTIONS: [&str; 9] = [
+    "http", "data_dir", "database", "auth", "limits", "bus", "realtime", "media", "comet",
 ];
 
 /// Values given on the command line; they win over everything else.
@@ -365,6 +397,29 @@ impl Config {
         {
             return invalid("realtime.*", "timeouts must be positive");
         }
+        if !self.comet.listen.is_empty() && self.comet.listen.parse::<SocketAddr>().is_err() {
+            return invalid(
+                "comet.listen",
+                "must be an address like 127.0.0.1:8087, or empty to disable",
+            );
+        }
+        if self.comet.password.as_ref().is_some_and(|s| s.0.len() < 8) {
+            return invalid("comet.password", "must be at least 8 characters");
+        }
+        for (i, re) in self.comet.origins.iter().enumerate() {
+            if let Err(e) = regex_lite::Regex::new(re) {
+                return Err(ConfigError::Invalid {
+                    key: "comet.origins",
+                    message: format!("entry {i} ({re:?}) is not a valid regular expression: {e}"),
+                });
+            }
+        }
+        if self.comet.queue_max < 1 || self.comet.max_connections_per_user == 0 {
+            return invalid(
+                "comet.*",
+                "queue_max and max_connections_per_user must be at least 1",
+            );
+        }
         if self.bus.capacity == 0 {
             return invalid("bus.capacity", "must be at least 1");
         }
@@ -384,6 +439,7 @@ impl Config {
         let mut c = self.clone();
         c.auth.jwt_secret = c.auth.jwt_secret.map(|_| Secret("********".into()));
         c.media.janus_auth_token = c.media.janus_auth_token.map(|_| Secret("********".into()));
+        c.comet.password = Some(Secret("********".into()));
         if let Some(url) = &c.database.url {
             c.database.url = Some(mask_url_password(url));
         }
@@ -472,7 +528,20 @@ pub fn jwt_secret(config: &Config) -> std::io::Result<Vec<u8>> {
     if let Some(s) = &config.auth.jwt_secret {
         return Ok(s.0.as_bytes().to_vec());
     }
-    let path = config.data_dir.join("jwt_secret");
+    kept_secret(config, "jwt_secret")
+}
+
+/// The comet password: configured, or kept in `{data_dir}/comet_password`.
+pub fn comet_password(config: &Config) -> std::io::Result<String> {
+    if let Some(s) = &config.comet.password {
+        return Ok(s.0.clone());
+    }
+    kept_secret(config, "comet_password").map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// A secret generated once into `{data_dir}/{name}` (mode 0600) and read back after.
+fn kept_secret(config: &Config, name: &str) -> std::io::Result<Vec<u8>> {
+    let path = config.data_dir.join(name);
     match std::fs::read_to_string(&path) {
         Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
         Ok(_) => {

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpSocket};
 
 use huddle_core::{Bus, InProcessBus};
 use huddle_domain::{Domain, DomainConfig, HashCost, MediaConfig, RealtimeConfig};
+use huddle_gateway::comet::{CometGateway, CometSettings};
 use huddle_gateway::http::{self, AppState, HttpLimits, MetricsSource};
 use huddle_gateway::socketio::{Realtime, SocketIoSettings};
 use huddle_store::{Db, DbOptions};
@@ -46,6 +47,9 @@ pub struct Application {
     bus: Arc<InProcessBus>,
     realtime: Arc<Realtime>,
     socketio: SocketIoLayer,
+    comet: Arc<CometGateway>,
+    /// The second, `/ws`-only listener of `comet.listen`, when enabled.
+    comet_listener: Option<TcpListener>,
 }
 
 /// Connects to the database (creating the SQLite directory), runs migrations.
@@ -90,6 +94,11 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
         ..RealtimeConfig::default()
     };
     d.chat_content_chars = config.limits.chat_content_chars;
+    d.comet = huddle_domain::comet::CometConfig {
+        password: config::comet_password(config).map_err(StartupError::DataDir)?,
+        max_connections_per_user: config.comet.max_connections_per_user,
+        queue_max: config.comet.queue_max,
+    };
     d.media = MediaConfig {
         janus_server_url: config.media.janus_server_url.clone(),
         janus_ws_server_url: config.media.janus_ws_server_url.clone(),
@@ -119,6 +128,16 @@ impl MetricsSource for BusMetrics {
         let _ = writeln!(out, "huddle_bus_published_total {}", self.0.published());
         out.push_str("# HELP huddle_bus_lost_total Publications lost by lagging bus subscribers.\n# TYPE huddle_bus_lost_total counter\n");
         let _ = writeln!(out, "huddle_bus_lost_total {}", self.0.lost());
+    }
+}
+
+struct CometMetrics(Arc<CometGateway>);
+
+impl MetricsSource for CometMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP huddle_comet_connections Live comet websocket connections.\n# TYPE huddle_comet_connections gauge\n");
+        let _ = writeln!(out, "huddle_comet_connections {}", self.0.connections());
     }
 }
 
@@ -159,13 +178,43 @@ impl Application {
             addr: config.http.listen,
             source,
         })?;
+        domain.comet_load_settings().await?;
+        let origins = config
+            .comet
+            .origins
+            .iter()
+            .filter_map(|re| regex_lite::Regex::new(re).ok())
+            .collect();
+        let comet = CometGateway::new(
+            domain.clone(),
+            realtime.hub().clone(),
+            CometSettings {
+                max_frame: usize::try_from(config.limits.max_message_bytes).unwrap_or(usize::MAX),
+                outbound_queue: config.limits.outbound_queue,
+                rate_per_sec: config.limits.socket_events_per_sec,
+                rate_burst: config.limits.socket_events_burst,
+                origins,
+            },
+        );
+        let comet_listener = match config.comet.listen.as_str() {
+            "" => None,
+            addr => {
+                let addr: SocketAddr = addr.parse().map_err(|_| StartupError::Bind {
+                    addr: config.http.listen,
+                    source: std::io::Error::other("comet.listen is not an address"),
+                })?;
+                Some(bind(addr).map_err(|source| StartupError::Bind { addr, source })?)
+            }
+        };
         let state = AppState {
             domain,
             metrics: Arc::default(),
             extra_metrics: Arc::new(vec![
                 Arc::new(BusMetrics(bus.clone())) as Arc<dyn MetricsSource>,
                 Arc::new(RealtimeMetrics(realtime.clone())),
+                Arc::new(CometMetrics(comet.clone())),
             ]),
+            comet: Some(comet.clone()),
         };
         Ok(Application {
             listener,
@@ -177,7 +226,16 @@ impl Application {
             bus,
             realtime,
             socketio,
+            comet,
+            comet_listener,
         })
+    }
+
+    /// The address of the `comet.listen` listener, when enabled.
+    pub fn comet_addr(&self) -> Option<SocketAddr> {
+        self.comet_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The bound address (the real port when configured with port 0).
@@ -204,13 +262,34 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let db = self.state.domain.db().clone();
-        let background = self.realtime.spawn_background();
-        let realtime = self.realtime.clone();
+        let mut background = self.realtime.spawn_background();
+        background.push(self.comet.spawn_delivery());
+        let (realtime, comet) = (self.realtime.clone(), self.comet.clone());
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
+            // Tell every client first: Socket.IO disconnect, websocket close 1001.
+            comet.close_all(huddle_core::DisconnectReason::Shutdown);
             realtime.close().await;
+            let _no_second_listener = stop_tx.send(true);
         };
-        let app = http::router(self.state, self.limits, Some(self.socketio));
+        if let Some(listener) = self.comet_listener {
+            let mut stop = stop_rx.clone();
+            let app = huddle_gateway::comet::ws_router(self.comet.clone());
+            background.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(error = %e, "comet listener failed");
+                }
+            }));
+        }
+        let app = http::router(self.state, self.limits, Some(self.socketio))
+            .merge(huddle_gateway::comet::ws_router(self.comet));
         let served = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),

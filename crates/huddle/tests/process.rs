@@ -26,7 +26,9 @@ fn huddle(dir: &Path) -> Command {
         }
     }
     c.env("HUDDLE_AUTH__ARGON2_MEMORY_KIB", "64")
-        .env("HUDDLE_AUTH__ARGON2_ITERATIONS", "1");
+        .env("HUDDLE_AUTH__ARGON2_ITERATIONS", "1")
+        // Many servers run at once: no fixed comet port.
+        .env("HUDDLE_COMET__LISTEN", "");
     c
 }
 

@@ -7,7 +7,7 @@ mod auth;
 mod channels;
 mod chat;
 pub mod error;
-mod extract;
+pub(crate) mod extract;
 mod me;
 pub mod metrics;
 mod ops;
@@ -40,6 +40,8 @@ pub struct AppState {
     pub domain: Arc<Domain>,
     pub metrics: Arc<metrics::HttpMetrics>,
     pub extra_metrics: Arc<Vec<Arc<dyn MetricsSource>>>,
+    /// The comet front door (its hub answers subscriber counts).
+    pub comet: Option<Arc<crate::comet::CometGateway>>,
 }
 
 /// HTTP limits.
@@ -84,6 +86,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(channels::routes())
         .merge(voice::routes())
         .merge(chat::routes())
+        .merge(crate::comet::api_routes())
         .merge(ops::routes())
 }
 

@@ -128,7 +128,9 @@ impl Realtime {
         match event {
             DomainEvent::SignedIn { .. }
             | DomainEvent::AccountActivated { .. }
-            | DomainEvent::Chat { .. } => {}
+            | DomainEvent::Chat { .. }
+            | DomainEvent::CometPipe { .. }
+            | DomainEvent::CometUserMessage { .. } => {}
             DomainEvent::SessionEnded { session_id, .. } => {
                 for id in self.hub.subscribers(&topic_session(&session_id)) {
                     self.forget(&id).await?;

@@ -65,6 +65,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.auth.jwt_secret = Some(Secret(JWT_SECRET.into()));
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
+    // Many servers run at once: no fixed second port.
+    c.comet.listen = String::new();
     c
 }
 

@@ -97,6 +97,25 @@ async fn openapi_lists_every_route(engine: Engine) {
         ("delete", "/api/channels/{id}/chats/{chatId}"),
         ("patch", "/api/channels/{id}/last-read"),
         ("get", "/api/channels/{id}/unread-chat"),
+        ("post", "/api/comet/{devId}/pipes/{pipe}/messages"),
+        ("get", "/api/comet/{devId}/pipes/{pipe}/messages"),
+        ("delete", "/api/comet/{devId}/pipes/{pipe}/messages"),
+        ("get", "/api/comet/{devId}/pipes/{pipe}"),
+        ("put", "/api/comet/{devId}/pipes/{pipe}/settings"),
+        ("get", "/api/comet/{devId}/pipes/{pipe}/settings"),
+        ("delete", "/api/comet/{devId}/pipes/{pipe}/settings"),
+        ("post", "/api/comet/{devId}/users/{userId}/messages"),
+        ("get", "/api/comet/{devId}/users/{userId}/messages"),
+        ("delete", "/api/comet/{devId}/users/{userId}/messages"),
+        ("put", "/api/comet/{devId}/users/{userId}/auth"),
+        ("get", "/api/comet/{devId}/users/{userId}/auth"),
+        ("delete", "/api/comet/{devId}/users/{userId}/auth"),
+        ("put", "/api/comet/{devId}/users/{userId}/data"),
+        ("get", "/api/comet/{devId}/users/{userId}/data"),
+        ("delete", "/api/comet/{devId}/users/{userId}/data"),
+        ("get", "/api/comet/{devId}/users/{userId}/time"),
+        ("post", "/api/comet/{devId}/revoked-tokens"),
+        ("delete", "/api/comet/{devId}/revoked-tokens"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
@@ -121,6 +140,8 @@ async fn openapi_lists_every_route(engine: Engine) {
             .replace("{id}", "00000000-0000-0000-0000-000000000000")
             .replace("{userId}", "00000000-0000-0000-0000-000000000000")
             .replace("{chatId}", "1")
+            .replace("{devId}", "dev1")
+            .replace("{pipe}", "web_x")
             .replace("{code}", "nocode");
         let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
         let r = app.call(m, &concrete, None, None).await;

@@ -1,0 +1,492 @@
+//! The comet websocket: one task per connection reading commands and writing
+//! its bounded outbound queue.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, Notify};
+
+use huddle_core::{ConnId, Connection, DisconnectReason, Frame, QueueFull, TokenBucket};
+use huddle_domain::comet::{valid_name, Sender, MAX_NAME, MAX_SUBSCRIPTIONS};
+
+use super::url::{parse, ConnectRequest};
+use super::{pipe_topic, user_topic, wire, CometCtx, CometGateway};
+
+/// `/ws/{*rest}` on any router that carries the gateway as state.
+pub fn router(gw: Arc<CometGateway>) -> Router {
+    Router::new()
+        .route("/ws/{*rest}", get(upgrade))
+        .with_state(gw)
+}
+
+fn refuse(status: u16, message: &str) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    (
+        status,
+        axum::Json(json!({"error": {"code": "comet_refused", "message": message}})),
+    )
+        .into_response()
+}
+
+async fn upgrade(
+    State(gw): State<Arc<CometGateway>>,
+    Path(rest): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let req = match parse(&rest) {
+        Ok(r) => r,
+        Err(r) => return refuse(r.status(), r.message()),
+    };
+    if !gw.settings.origins.is_empty() {
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .unwrap_or("");
+        if !gw.settings.origins.iter().any(|re| re.is_match(origin)) {
+            tracing::warn!(origin, dev = %req.dev, "comet connection refused: origin not allowed");
+            return refuse(423, "origin not allowed");
+        }
+    }
+    let offered_chat = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|p| p.to_str().ok())
+        .is_some_and(|p| p.split(',').any(|x| x.trim() == "chat"));
+    let ws = ws
+        .max_message_size(gw.settings.max_frame)
+        .max_frame_size(gw.settings.max_frame);
+    let ws = if offered_chat {
+        ws.protocols(["chat"])
+    } else {
+        ws
+    };
+    ws.on_upgrade(move |socket| Box::pin(connection(gw, req, socket)))
+}
+
+/// The hub's handle on a comet connection: a bounded queue to its task.
+struct CometConn {
+    id: ConnId,
+    tx: mpsc::Sender<Arc<str>>,
+    closed: Arc<Notify>,
+    /// The close code the connection's task sends when `closed` fires.
+    close_code: Arc<AtomicU16>,
+}
+
+impl Connection for CometConn {
+    fn id(&self) -> &ConnId {
+        &self.id
+    }
+
+    fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
+        self.tx
+            .try_send(Arc::from(frame.payload.get()))
+            .map_err(|_| QueueFull)
+    }
+
+    fn close(&self, reason: DisconnectReason) {
+        tracing::info!(conn = %self.id, reason = reason.as_str(), "closing comet connection");
+        let code = if reason == DisconnectReason::Shutdown {
+            1001
+        } else {
+            1008
+        };
+        self.close_code.store(code, Ordering::Relaxed);
+        self.closed.notify_one();
+    }
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// State of one connection's task.
+struct Session {
+    gw: Arc<CometGateway>,
+    id: ConnId,
+    dev: String,
+    user_id: i64,
+    uuid: String,
+    subscriptions: HashSet<String>,
+    bucket: TokenBucket,
+}
+
+fn sys_error(error: &str, code: &str) -> Value {
+    json!({"pipe": "sys", "event": "error", "data": {"error": error, "code": code}})
+}
+
+async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebSocket) {
+    let authorized = matches!(
+        gw.domain
+            .comet_authenticate(&req.dev, req.user_id, &req.key)
+            .await,
+        Ok(true)
+    );
+    let user_id = if authorized { req.user_id } else { 0 };
+    let info = json!({
+        "pipe": "sys", "event": "serverInfo", "data": "", "server": "huddle",
+        "authorized": authorized, "message_send_time": chrono::Utc::now().timestamp(),
+    });
+    if socket
+        .send(Message::Text(info.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    if authorized {
+        if let Err(e) = gw.domain.comet_connected(&req.dev, user_id).await {
+            let _closing = socket
+                .send(Message::Text(
+                    sys_error(&e.to_string(), "429").to_string().into(),
+                ))
+                .await;
+            let _closing = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: "too many connections".into(),
+                })))
+                .await;
+            return;
+        }
+    }
+    let id: ConnId = format!(
+        "comet-{}",
+        NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
+    .into();
+    let (tx, mut rx) = mpsc::channel::<Arc<str>>(gw.settings.outbound_queue.max(1));
+    let closed = Arc::new(Notify::new());
+    let close_code = Arc::new(AtomicU16::new(1008));
+    gw.hub.register(Arc::new(CometConn {
+        id: id.clone(),
+        tx,
+        closed: closed.clone(),
+        close_code: close_code.clone(),
+    }));
+    gw.conns().insert(
+        id.clone(),
+        CometCtx {
+            user_id,
+            uuid: req.uuid.clone(),
+        },
+    );
+    if authorized {
+        gw.hub.join(&id, user_topic(&req.dev, user_id));
+    }
+    let mut s = Session {
+        gw: gw.clone(),
+        id: id.clone(),
+        dev: req.dev.clone(),
+        user_id,
+        uuid: req.uuid.clone(),
+        subscriptions: HashSet::new(),
+        bucket: TokenBucket::new(
+            gw.settings.rate_per_sec,
+            gw.settings.rate_burst,
+            Instant::now(),
+        ),
+    };
+    let (mut sink, mut stream) = socket.split();
+    // Messages queued for this user while offline: exactly once, in order.
+    if authorized {
+        match gw.domain.comet_take_queue(&req.dev, user_id).await {
+            Ok(queued) => {
+                for m in queued {
+                    let data: Value =
+                        serde_json::from_str(&m.message).unwrap_or(Value::String(m.message));
+                    let v = wire(
+                        "msg",
+                        &m.event,
+                        &data,
+                        0,
+                        &[("fromQueue", Value::Bool(true))],
+                    );
+                    if sink
+                        .send(Message::Text(v.to_string().into()))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "comet queue flush failed"),
+        }
+    }
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(text) => if sink.send(Message::Text((&*text).into())).await.is_err() { break },
+                None => break,
+            },
+            () = closed.notified() => {
+                let code = close_code.load(Ordering::Relaxed);
+                let reason = if code == 1001 { "server shutting down" } else { "slow consumer" };
+                let _closing = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                break;
+            }
+            incoming = stream.next() => {
+                let Some(Ok(msg)) = incoming else { break };
+                let replies = match msg {
+                    Message::Text(t) => match s.command(t.as_str()).await {
+                        Some(replies) => replies,
+                        None => {
+                            // As the original: an unknown command ends the connection.
+                            let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1008, reason: "unknown command".into() }))).await;
+                            break;
+                        }
+                    },
+                    Message::Binary(_) => vec![sys_error("binary frames are not supported", "400")],
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                let mut failed = false;
+                for r in replies {
+                    if sink.send(Message::Text(r.to_string().into())).await.is_err() {
+                        failed = true;
+                        break;
+                    }
+                }
+                if failed { break }
+            }
+        }
+    }
+    s.finish().await;
+}
+
+impl Session {
+    /// Handles one command; `None` closes the connection (unknown command).
+    async fn command(&mut self, text: &str) -> Option<Vec<Value>> {
+        if !self.bucket.take(Instant::now()) {
+            return Some(vec![sys_error("rate limited: slow down", "429")]);
+        }
+        let (cmd, args) = text.split_once('\n').unwrap_or((text, ""));
+        match cmd.trim() {
+            "subscription" => Some(self.subscription(args).await),
+            "web_pipe2" => Some(self.web_pipe2(args)),
+            "pipe_log" => Some(self.pipe_log(args)),
+            "pipe_count" => Some(self.pipe_count(args)),
+            "track_pipe_users" => Some(self.track_pipe_users(args)),
+            "user_status" => Some(self.user_status(args).await),
+            "user_data" => Some(self.user_data(args).await),
+            "statistics" | "cgi_call" => Some(Vec::new()),
+            _ => None,
+        }
+    }
+
+    async fn subscription(&mut self, args: &str) -> Vec<Value> {
+        let names: Vec<&str> = args
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+            .filter(|p| !p.is_empty())
+            .collect();
+        if names.len() > MAX_SUBSCRIPTIONS {
+            return vec![sys_error(
+                &format!("Too many pipes (at most {MAX_SUBSCRIPTIONS})"),
+                "403",
+            )];
+        }
+        if names.iter().any(|n| n.len() > MAX_NAME) {
+            return vec![sys_error(
+                &format!("Too many letters in a pipe name (at most {MAX_NAME})"),
+                "403",
+            )];
+        }
+        let wanted: HashSet<String> = names
+            .into_iter()
+            .filter(|n| !(n.starts_with("private_") && self.user_id == 0))
+            // Reserved: the private pipe and the server's reply pipes are not subscribable.
+            .filter(|n| *n != "msg" && *n != "sys" && !n.starts_with("_answer"))
+            .map(str::to_owned)
+            .collect();
+        for old in self.subscriptions.difference(&wanted) {
+            self.gw.hub.leave(&self.id, &pipe_topic(&self.dev, old));
+            if old.starts_with("track_") {
+                self.track_event(old, "unsubscription");
+            }
+        }
+        for new in wanted.difference(&self.subscriptions) {
+            self.gw.hub.join(&self.id, pipe_topic(&self.dev, new));
+            if new.starts_with("track_") {
+                self.track_event(new, "subscription");
+            }
+        }
+        self.subscriptions = wanted;
+        Vec::new()
+    }
+
+    fn track_event(&self, pipe: &str, event: &str) {
+        let data = json!({"user_id": self.user_id, "uuid": self.uuid});
+        if let Err(e) =
+            self.gw
+                .domain
+                .comet_publish(&self.dev, pipe, event, data, self.user_id, None)
+        {
+            tracing::debug!(error = %e, "track event refused");
+        }
+    }
+
+    fn web_pipe2(&mut self, args: &str) -> Vec<Value> {
+        let mut parts = args.splitn(4, '\n');
+        let (Some(pipe), Some(event), Some(_auth), Some(message)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return vec![sys_error(
+                "web_pipe2 needs: pipe, event, auth type, message",
+                "400",
+            )];
+        };
+        let sender = if self.user_id > 0 {
+            Sender::User(self.user_id)
+        } else {
+            Sender::Anonymous
+        };
+        match self.gw.domain.comet_web_publish(
+            &self.dev,
+            pipe.trim(),
+            event.trim(),
+            message,
+            sender,
+            self.id.to_string(),
+        ) {
+            Ok(pipe) => {
+                let others = self
+                    .gw
+                    .hub
+                    .subscribers(&pipe_topic(&self.dev, &pipe))
+                    .into_iter()
+                    .filter(|c| *c != self.id)
+                    .count();
+                vec![json!({
+                    "pipe": format!("_answer_to_{pipe}"), "event": "answer",
+                    "data": {"number_messages": others, "message": message},
+                })]
+            }
+            Err(e) => vec![sys_error(&e.to_string(), "403")],
+        }
+    }
+
+    fn pipe_log(&self, args: &str) -> Vec<Value> {
+        let mut parts = args.split('\n');
+        let pipe = parts.next().unwrap_or("").trim();
+        let marker = parts.next().unwrap_or("").trim();
+        if !valid_name(pipe) {
+            return vec![sys_error("pipe_log needs a valid pipe name", "400")];
+        }
+        self.gw
+            .domain
+            .comet_history(&self.dev, pipe)
+            .into_iter()
+            .map(|m| {
+                let mut v = wire(
+                    pipe,
+                    &m.event,
+                    &m.data,
+                    m.user_id,
+                    &[
+                        ("history", Value::Bool(true)),
+                        ("fromQueue", Value::Bool(true)),
+                        ("marker", Value::from(marker)),
+                    ],
+                );
+                v["message_send_time"] = Value::from(m.time);
+                v
+            })
+            .collect()
+    }
+
+    fn pipe_count(&self, args: &str) -> Vec<Value> {
+        let mut parts = args.split('\n');
+        let pipe = parts.next().unwrap_or("").trim();
+        let marker = parts.next().unwrap_or("").trim();
+        if !(valid_name(pipe) && (pipe.starts_with("web_") || pipe.starts_with("track_"))) {
+            return vec![sys_error(
+                "pipe_count works on web_ and track_ pipes",
+                "403",
+            )];
+        }
+        let n = self.gw.hub.subscribers(&pipe_topic(&self.dev, pipe)).len();
+        vec![
+            json!({"pipe": "_answer_pipe_count", "event": "user_in_pipe", "marker": marker, "data": {"user_in_pipe": n}}),
+        ]
+    }
+
+    fn track_pipe_users(&self, args: &str) -> Vec<Value> {
+        let mut parts = args.split('\n');
+        let pipe = parts.next().unwrap_or("").trim();
+        let marker = parts.next().unwrap_or("").trim();
+        if !(valid_name(pipe) && pipe.starts_with("track_")) {
+            return vec![sys_error("track_pipe_users works on track_ pipes", "403")];
+        }
+        let users: Vec<Value> = self
+            .gw
+            .authorised_in(&self.dev, pipe)
+            .into_iter()
+            .map(|(u, uuid)| json!({"user_id": u, "uuid": uuid}))
+            .collect();
+        vec![json!({"pipe": "_answer", "event": "answer", "marker": marker, "data": users})]
+    }
+
+    async fn user_status(&self, args: &str) -> Vec<Value> {
+        let Ok(user) = args.trim().parse::<i64>() else {
+            return vec![sys_error("user_status needs a user id", "400")];
+        };
+        match self.gw.domain.comet_user_time(&self.dev, user).await {
+            Ok(t) => {
+                // As the original: the reply is `now - stored time`, so an online
+                // user (stored 0) reads as `now`.
+                let since = if t < 0 {
+                    -1
+                } else {
+                    chrono::Utc::now().timestamp() - t
+                };
+                vec![
+                    json!({"pipe": "_answer_user_status", "event": format!("user_status_{user}"), "data": {"data": since, "last_online_time": since}}),
+                ]
+            }
+            Err(e) => vec![sys_error(&e.to_string(), "500")],
+        }
+    }
+
+    async fn user_data(&self, args: &str) -> Vec<Value> {
+        let mut parts = args.split('\n');
+        let marker = parts.next().unwrap_or("").trim().to_owned();
+        let Some(Ok(user)) = parts.next().map(|u| u.trim().parse::<i64>()) else {
+            return vec![sys_error("user_data needs a marker and a user id", "400")];
+        };
+        match self.gw.domain.comet_data(&self.dev, user).await {
+            Ok(data) => vec![
+                json!({"pipe": "_answer", "event": "answer", "marker": marker, "data": {"user_id": user, "user_data": data}}),
+            ],
+            Err(e) => vec![sys_error(&e.to_string(), "500")],
+        }
+    }
+
+    /// Leaves every pipe (announcing on track_ pipes) and the presence registry.
+    async fn finish(self) {
+        for pipe in &self.subscriptions {
+            if pipe.starts_with("track_") {
+                self.track_event(pipe, "unsubscription");
+            }
+        }
+        self.gw.hub.unregister(&self.id);
+        self.gw.conns().remove(&self.id);
+        if self.user_id > 0 {
+            if let Err(e) = self
+                .gw
+                .domain
+                .comet_disconnected(&self.dev, self.user_id)
+                .await
+            {
+                tracing::error!(error = %e, "comet presence cleanup failed");
+            }
+        }
+    }
+}
