@@ -52,6 +52,7 @@ export async function startServer({ env = {}, startTimeoutMs = 60000 } = {}) {
     HUDDLE_AUTH__ARGON2_ITERATIONS: '1',
     // Test files run in parallel: no fixed comet port.
     HUDDLE_COMET__LISTEN: '',
+    HUDDLE_USERS_SOCKET__PORT: '0',
     HUDDLE_REALTIME__GRACE_PERIOD: `${TIMINGS.gracePeriodMs / 1000}s`,
     HUDDLE_REALTIME__GRACE_PERIOD_IN_CALL: `${TIMINGS.gracePeriodInCallMs / 1000}s`,
     HUDDLE_REALTIME__INVITE_TIMEOUT: `${TIMINGS.inviteTimeoutMs / 1000}s`,

@@ -63,7 +63,7 @@ impl Domain {
             avatar: None,
             lang: None,
             app_settings: "{}".into(),
-            activated: true,
+            activated: !self.cfg.require_activation,
             created_at: now,
             updated_at: now,
         };
@@ -73,7 +73,11 @@ impl Domain {
             }
             other => other.into(),
         })?;
-        let credentials = self.open_session(&user).await?;
+        let credentials = if user.activated {
+            Some(self.open_session(&user).await?)
+        } else {
+            None
+        };
         Ok(AuthResult {
             user: Me::from(&user),
             credentials,
@@ -112,7 +116,7 @@ impl Domain {
         if !user.activated {
             return Err(DomainError::Forbidden("account is not activated"));
         }
-        let credentials = self.open_session(&user).await?;
+        let credentials = Some(self.open_session(&user).await?);
         Ok(AuthResult {
             user: Me::from(&user),
             credentials,

@@ -4,6 +4,7 @@
 //! typed [`DomainEvent`] on the core bus.
 
 mod accounts;
+mod admin;
 mod channels;
 pub mod chat;
 pub mod comet;
@@ -60,6 +61,10 @@ pub struct DomainConfig {
     /// Longest chat message, in characters (4000).
     pub chat_content_chars: usize,
     pub comet: comet::CometConfig,
+    /// New accounts cannot sign in until an admin activates them (false).
+    pub require_activation: bool,
+    /// Bearer token of the admin API (`/api/admin/...`); unset disables it.
+    pub admin_token: Option<String>,
 }
 
 /// Timings and bounds of the real-time features.
@@ -118,6 +123,8 @@ impl DomainConfig {
             realtime: RealtimeConfig::default(),
             chat_content_chars: 4000,
             comet: comet::CometConfig::default(),
+            require_activation: false,
+            admin_token: None,
             media: MediaConfig {
                 channel_token_ttl: Duration::from_secs(3600),
                 ..Default::default()

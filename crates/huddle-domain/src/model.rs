@@ -74,11 +74,12 @@ pub struct Credentials {
     pub refresh_token_expired_at: DateTime<Utc>,
 }
 
-/// Result of sign-up and sign-in.
+/// Result of sign-up and sign-in. `credentials` is null after a sign-up that
+/// awaits activation (`auth.require_activation`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuthResult {
     pub user: Me,
-    pub credentials: Credentials,
+    pub credentials: Option<Credentials>,
 }
 
 /// Result of a refresh.

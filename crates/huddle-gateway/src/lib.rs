@@ -4,3 +4,4 @@
 pub mod comet;
 pub mod http;
 pub mod socketio;
+pub mod users_ws;

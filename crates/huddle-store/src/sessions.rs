@@ -128,6 +128,16 @@ impl Db {
         Ok(ids)
     }
 
+    /// Live sessions whose expiry passed: (session id, user id).
+    pub async fn expired_sessions(&self, now: i64) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, user_id FROM sessions WHERE expires_at <= $1 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Deletes sessions that expired or were revoked before `before_ms`; returns how many.
     pub async fn purge_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
         let r = sqlx::query("DELETE FROM sessions WHERE expires_at < $1 OR revoked_at < $1")

@@ -114,6 +114,26 @@ impl Db {
         Ok(r.rows_affected() > 0)
     }
 
+    /// The meta object (JSON text) of the account with this email.
+    pub async fn user_meta(&self, email: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT meta FROM users WHERE email = $1")
+                .bind(email)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Replaces the meta object (JSON text) of the account with this email.
+    pub async fn set_user_meta(&self, email: &str, meta: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("UPDATE users SET meta = $1 WHERE email = $2")
+            .bind(meta)
+            .bind(email)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     /// Whether two users are members of at least one common workspace.
     pub async fn share_a_workspace(&self, a: &str, b: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(

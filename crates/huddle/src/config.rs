@@ -37,6 +37,56 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     pub media: MediaConfig,
     pub comet: CometConfig,
+    pub users_socket: UsersSocketConfig,
+}
+
+/// The users event socket (seed 004): a websocket listener of its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsersSocketConfig {
+    /// Port of the listener on `host`. Default 8080; 0 disables it.
+    pub port: u16,
+    /// Interface of the listener. Default `127.0.0.1`.
+    pub host: String,
+    /// A full address that overrides host and port (e.g. `127.0.0.1:0` for an
+    /// OS-chosen port). Default empty.
+    pub listen: String,
+    /// Regular expressions; an upgrade's `Origin` must match one (403 otherwise).
+    /// Default: `http(s)://localhost` and `http(s)://127.0.0.1`, any port.
+    pub approved_socket_domains: Vec<String>,
+    /// Accept upgrades without an `Origin` (non-browser clients). Default false.
+    pub allow_missing_origin: bool,
+    /// The `users-api-key` header value that unlocks MetaRequest (9). Default unset: refused.
+    pub api_key: Option<Secret>,
+}
+
+impl Default for UsersSocketConfig {
+    fn default() -> Self {
+        UsersSocketConfig {
+            port: 8080,
+            host: "127.0.0.1".into(),
+            listen: String::new(),
+            approved_socket_domains: vec![
+                r"^https?://localhost(:[0-9]+)?$".into(),
+                r"^https?://127\.0\.0\.1(:[0-9]+)?$".into(),
+            ],
+            allow_missing_origin: false,
+            api_key: None,
+        }
+    }
+}
+
+impl UsersSocketConfig {
+    /// The address to listen on, or `None` when disabled.
+    pub fn address(&self) -> Option<String> {
+        if !self.listen.is_empty() {
+            Some(self.listen.clone())
+        } else if self.port == 0 {
+            None
+        } else {
+            Some(format!("{}:{}", self.host, self.port))
+        }
+    }
 }
 
 /// The comet pipes front door (seed 003).
@@ -139,6 +189,13 @@ pub struct AuthConfig {
     pub argon2_memory_kib: u32,
     /// argon2id passes. Default 2.
     pub argon2_iterations: u32,
+    /// New accounts cannot sign in until activated through the admin API. Default false.
+    pub require_activation: bool,
+    /// Bearer token of the admin API (`/api/admin/...`, ≥ 16 characters). Default unset: disabled.
+    pub admin_token: Option<Secret>,
+    /// How often expired sessions are ended (and announced as Logout). Default `60s` (`1m`).
+    #[serde(with = "duration")]
+    pub session_sweep_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +247,7 @@ impl Default for Config {
             realtime: RealtimeConfig::default(),
             media: MediaConfig::default(),
             comet: CometConfig::default(),
+            users_socket: UsersSocketConfig::default(),
         }
     }
 }
@@ -220,6 +278,9 @@ impl Default for AuthConfig {
             invite_ttl: Duration::from_secs(7 * 86_400),
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
+            require_activation: false,
+            admin_token: None,
+            session_sweep_interval: Duration::from_secs(60),
         }
     }
 }
@@ -261,9 +322,40 @@ impl Default for BusConfig {
     }
 }
 
+/// A JSON file of seed 004's shape (`{"websocket": {"port", "approvedSocketDomains"}}`)
+/// becomes the `users_socket` section; the file's other keys (the original
+/// server's) are not huddle's and are ignored. `None`: not that shape.
+fn seed_004_shape(path: &Path) -> Result<Option<serde_json::Value>, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|_| ConfigError::MissingFile(path.to_path_buf()))?;
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+        return Ok(None);
+    };
+    let Some(ws) = v.get("websocket") else {
+        return Ok(None);
+    };
+    let mut section = serde_json::Map::new();
+    if let Some(port) = ws.get("port") {
+        section.insert("port".into(), port.clone());
+    }
+    if let Some(domains) = ws.get("approvedSocketDomains") {
+        section.insert("approved_socket_domains".into(), domains.clone());
+    }
+    Ok(Some(serde_json::json!({ "users_socket": section })))
+}
+
 /// The top-level keys of [`Config`].
-const SECTIONS: [&str; 9] = [
-    "http", "data_dir", "database", "auth", "limits", "bus", "realtime", "media", "comet",
+const SECTIONS: [&str; 10] = [
+    "http",
+    "data_dir",
+    "database",
+    "auth",
+    "limits",
+    "bus",
+    "realtime",
+    "media",
+    "comet",
+    "users_socket",
 ];
 
 /// Values given on the command line; they win over everything else.
@@ -297,7 +389,10 @@ impl Config {
         };
         if let Some(f) = file {
             fig = if f.extension().is_some_and(|e| e == "json") {
-                fig.merge(Json::file(f))
+                match seed_004_shape(&f)? {
+                    Some(translated) => fig.merge(Serialized::defaults(translated)),
+                    None => fig.merge(Json::file(f)),
+                }
             } else {
                 fig.merge(Toml::file(f))
             };
@@ -420,6 +515,33 @@ impl Config {
                 "queue_max and max_connections_per_user must be at least 1",
             );
         }
+        if let Some(addr) = self.users_socket.address() {
+            if addr.parse::<SocketAddr>().is_err() {
+                return invalid(
+                    "users_socket.listen",
+                    "users_socket host/port (or listen) must form an address like 127.0.0.1:8080",
+                );
+            }
+        }
+        for (i, re) in self.users_socket.approved_socket_domains.iter().enumerate() {
+            if let Err(e) = regex_lite::Regex::new(re) {
+                return Err(ConfigError::Invalid {
+                    key: "users_socket.approved_socket_domains",
+                    message: format!("entry {i} ({re:?}) is not a valid regular expression: {e}"),
+                });
+            }
+        }
+        if self
+            .auth
+            .admin_token
+            .as_ref()
+            .is_some_and(|s| s.0.len() < 16)
+        {
+            return invalid("auth.admin_token", "must be at least 16 characters");
+        }
+        if self.auth.session_sweep_interval.is_zero() {
+            return invalid("auth.session_sweep_interval", "must be positive");
+        }
         if self.bus.capacity == 0 {
             return invalid("bus.capacity", "must be at least 1");
         }
@@ -440,6 +562,8 @@ impl Config {
         c.auth.jwt_secret = c.auth.jwt_secret.map(|_| Secret("********".into()));
         c.media.janus_auth_token = c.media.janus_auth_token.map(|_| Secret("********".into()));
         c.comet.password = Some(Secret("********".into()));
+        c.users_socket.api_key = c.users_socket.api_key.map(|_| Secret("********".into()));
+        c.auth.admin_token = c.auth.admin_token.map(|_| Secret("********".into()));
         if let Some(url) = &c.database.url {
             c.database.url = Some(mask_url_password(url));
         }

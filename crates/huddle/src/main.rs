@@ -88,6 +88,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
     match command {
         Command::Serve => {
             telemetry::init();
+            let shutdown = shutdown_signal()?;
             let app = Application::build(config).await?;
             let addr = app.local_addr();
             println!("huddle listening on http://{addr}");
@@ -95,8 +96,14 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             println!(
                 "  health       http://{addr}/healthz  http://{addr}/readyz  http://{addr}/metrics"
             );
+            if let Some(ws) = app.users_socket_addr() {
+                println!("  users socket ws://{ws}");
+            }
+            if let Some(ws) = app.comet_addr() {
+                println!("  comet pipes  ws://{ws}/ws/...  (also on the main port)");
+            }
             tracing::info!(%addr, "serving");
-            app.run_until(shutdown_signal()).await?;
+            app.run_until(shutdown).await?;
             tracing::info!("stopped");
         }
         Command::Config => {
@@ -131,30 +138,24 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
     Ok(())
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Registers the SIGINT and SIGTERM handlers now (so that a signal arriving
+/// right after start-up is not fatal) and returns a future that completes on
+/// either.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received, shutting down"),
-        () = term => tracing::info!("SIGTERM received, shutting down"),
-    }
+    Ok(async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("Ctrl-C received, shutting down");
+        }
+    })
 }

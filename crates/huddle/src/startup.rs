@@ -2,7 +2,7 @@
 //! [`Config`]. The caller decides when it stops by passing a shutdown future,
 //! so tests bind port 0 and stop servers deterministically.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,10 +13,14 @@ use huddle_domain::{Domain, DomainConfig, HashCost, MediaConfig, RealtimeConfig}
 use huddle_gateway::comet::{CometGateway, CometSettings};
 use huddle_gateway::http::{self, AppState, HttpLimits, MetricsSource};
 use huddle_gateway::socketio::{Realtime, SocketIoSettings};
+use huddle_gateway::users_ws::{UsersSocket, UsersSocketSettings};
 use huddle_store::{Db, DbOptions};
 use socketioxide::layer::SocketIoLayer;
 
 use crate::config::{self, Config};
+
+/// How long shutdown waits for in-flight requests after clients were told.
+const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Pending connections the kernel queues before `accept` (tokio's default, 128,
 /// overflows under connection bursts and makes clients retry after a second).
@@ -50,6 +54,9 @@ pub struct Application {
     comet: Arc<CometGateway>,
     /// The second, `/ws`-only listener of `comet.listen`, when enabled.
     comet_listener: Option<TcpListener>,
+    users_socket: Arc<UsersSocket>,
+    users_listener: Option<TcpListener>,
+    session_sweep: std::time::Duration,
 }
 
 /// Connects to the database (creating the SQLite directory), runs migrations.
@@ -94,6 +101,8 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
         ..RealtimeConfig::default()
     };
     d.chat_content_chars = config.limits.chat_content_chars;
+    d.require_activation = config.auth.require_activation;
+    d.admin_token = config.auth.admin_token.as_ref().map(|t| t.0.clone());
     d.comet = huddle_domain::comet::CometConfig {
         password: config::comet_password(config).map_err(StartupError::DataDir)?,
         max_connections_per_user: config.comet.max_connections_per_user,
@@ -128,6 +137,42 @@ impl MetricsSource for BusMetrics {
         let _ = writeln!(out, "huddle_bus_published_total {}", self.0.published());
         out.push_str("# HELP huddle_bus_lost_total Publications lost by lagging bus subscribers.\n# TYPE huddle_bus_lost_total counter\n");
         let _ = writeln!(out, "huddle_bus_lost_total {}", self.0.lost());
+    }
+}
+
+/// Ends expired sessions periodically (each announced as a Logout).
+fn spawn_session_sweeper(
+    domain: Arc<Domain>,
+    every: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            if let Err(e) = domain.expire_sessions().await {
+                tracing::error!(error = %e, "session expiry failed");
+            }
+        }
+    })
+}
+
+struct UsersSocketMetrics(Arc<UsersSocket>);
+
+impl MetricsSource for UsersSocketMetrics {
+    fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP huddle_users_socket_connections Live users-socket connections.\n# TYPE huddle_users_socket_connections gauge\n");
+        let _ = writeln!(
+            out,
+            "huddle_users_socket_connections {}",
+            self.0.connections()
+        );
+        out.push_str("# HELP huddle_users_socket_refused_total Upgrades refused for their Origin.\n# TYPE huddle_users_socket_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "huddle_users_socket_refused_total {}",
+            self.0.refused()
+        );
     }
 }
 
@@ -206,6 +251,34 @@ impl Application {
                 Some(bind(addr).map_err(|source| StartupError::Bind { addr, source })?)
             }
         };
+        let users_socket = UsersSocket::new(
+            domain.clone(),
+            realtime.hub().clone(),
+            UsersSocketSettings {
+                approved: config
+                    .users_socket
+                    .approved_socket_domains
+                    .iter()
+                    .filter_map(|re| regex_lite::Regex::new(re).ok())
+                    .collect(),
+                allow_missing_origin: config.users_socket.allow_missing_origin,
+                api_key: config.users_socket.api_key.as_ref().map(|k| k.0.clone()),
+                max_frame: usize::try_from(config.limits.max_message_bytes).unwrap_or(usize::MAX),
+                outbound_queue: config.limits.outbound_queue,
+                rate_per_sec: config.limits.socket_events_per_sec,
+                rate_burst: config.limits.socket_events_burst,
+            },
+        );
+        let users_listener = match config.users_socket.address() {
+            None => None,
+            Some(addr) => {
+                let addr: SocketAddr = addr.parse().map_err(|_| StartupError::Bind {
+                    addr: config.http.listen,
+                    source: std::io::Error::other("users_socket address is invalid"),
+                })?;
+                Some(bind(addr).map_err(|source| StartupError::Bind { addr, source })?)
+            }
+        };
         let state = AppState {
             domain,
             metrics: Arc::default(),
@@ -213,6 +286,7 @@ impl Application {
                 Arc::new(BusMetrics(bus.clone())) as Arc<dyn MetricsSource>,
                 Arc::new(RealtimeMetrics(realtime.clone())),
                 Arc::new(CometMetrics(comet.clone())),
+                Arc::new(UsersSocketMetrics(users_socket.clone())),
             ]),
             comet: Some(comet.clone()),
         };
@@ -228,7 +302,17 @@ impl Application {
             socketio,
             comet,
             comet_listener,
+            users_socket,
+            users_listener,
+            session_sweep: config.auth.session_sweep_interval,
         })
+    }
+
+    /// The address of the users socket listener, when enabled.
+    pub fn users_socket_addr(&self) -> Option<SocketAddr> {
+        self.users_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The address of the `comet.listen` listener, when enabled.
@@ -264,15 +348,41 @@ impl Application {
         let db = self.state.domain.db().clone();
         let mut background = self.realtime.spawn_background();
         background.push(self.comet.spawn_delivery());
-        let (realtime, comet) = (self.realtime.clone(), self.comet.clone());
+        background.push(self.users_socket.spawn_delivery());
+        background.push(spawn_session_sweeper(
+            self.state.domain.clone(),
+            self.session_sweep,
+        ));
+        let (realtime, comet, users) = (
+            self.realtime.clone(),
+            self.comet.clone(),
+            self.users_socket.clone(),
+        );
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut drain_deadline = stop_rx.clone();
         let shutdown = async move {
             shutdown.await;
             // Tell every client first: Socket.IO disconnect, websocket close 1001.
             comet.close_all(huddle_core::DisconnectReason::Shutdown);
+            users.close_all();
             realtime.close().await;
             let _no_second_listener = stop_tx.send(true);
         };
+        if let Some(listener) = self.users_listener {
+            let mut stop = stop_rx.clone();
+            let app = self.users_socket.router();
+            background.push(tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+                {
+                    tracing::error!(error = %e, "users socket listener failed");
+                }
+            }));
+        }
         if let Some(listener) = self.comet_listener {
             let mut stop = stop_rx.clone();
             let app = huddle_gateway::comet::ws_router(self.comet.clone());
@@ -290,12 +400,23 @@ impl Application {
         }
         let app = http::router(self.state, self.limits, Some(self.socketio))
             .merge(huddle_gateway::comet::ws_router(self.comet));
-        let served = axum::serve(
+        let serve = axum::serve(
             self.listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        .with_graceful_shutdown(shutdown);
+        // Graceful, but bounded: a long-poll request the transport never answers
+        // must not hold the process for a ping interval.
+        let served = tokio::select! {
+            r = serve.into_future() => r,
+            () = async move {
+                let _ = drain_deadline.wait_for(|s| *s).await;
+                tokio::time::sleep(SHUTDOWN_DRAIN).await;
+            } => {
+                tracing::warn!("connections still open after the shutdown drain period; closing them");
+                Ok(())
+            }
+        };
         for task in background {
             task.abort();
         }

@@ -28,7 +28,8 @@ fn huddle(dir: &Path) -> Command {
     c.env("HUDDLE_AUTH__ARGON2_MEMORY_KIB", "64")
         .env("HUDDLE_AUTH__ARGON2_ITERATIONS", "1")
         // Many servers run at once: no fixed comet port.
-        .env("HUDDLE_COMET__LISTEN", "");
+        .env("HUDDLE_COMET__LISTEN", "")
+        .env("HUDDLE_USERS_SOCKET__PORT", "0");
     c
 }
 

@@ -96,10 +96,7 @@ mod tests {
         );
         assert_eq!(parse("sesion=&myid=7&devid=1&v=1"), Err(Refusal::Session));
         assert_eq!(parse("sesion=a&myid=&devid=1&v=1"), Err(Refusal::Session));
-        assert_eq!(
-            parse("sesion=a&myid=x&devid=1&v=1"),
-            Err(Refusal::Session)
-        );
+        assert_eq!(parse("sesion=a&myid=x&devid=1&v=1"), Err(Refusal::Session));
         assert_eq!(parse("sesion=a&myid=1"), Err(Refusal::DevId));
         assert_eq!(
             parse("sesion=a&myid=1&devid=bad dev&v=1"),

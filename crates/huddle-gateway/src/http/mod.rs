@@ -3,6 +3,7 @@
 //! registered through `utoipa-axum`, so the OpenAPI document is generated from
 //! the same list that builds the router and cannot drift from it.
 
+mod admin;
 mod auth;
 mod channels;
 mod chat;
@@ -87,6 +88,7 @@ fn api_router() -> OpenApiRouter<AppState> {
         .merge(voice::routes())
         .merge(chat::routes())
         .merge(crate::comet::api_routes())
+        .merge(admin::routes())
         .merge(ops::routes())
 }
 

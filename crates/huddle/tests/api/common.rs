@@ -67,6 +67,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.auth.argon2_iterations = 1;
     // Many servers run at once: no fixed second port.
     c.comet.listen = String::new();
+    c.users_socket.port = 0;
     c
 }
 

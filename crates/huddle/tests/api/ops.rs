@@ -116,6 +116,7 @@ async fn openapi_lists_every_route(engine: Engine) {
         ("get", "/api/comet/{devId}/users/{userId}/time"),
         ("post", "/api/comet/{devId}/revoked-tokens"),
         ("delete", "/api/comet/{devId}/revoked-tokens"),
+        ("post", "/api/admin/users/{id}/activate"),
         ("get", "/healthz"),
         ("get", "/readyz"),
         ("get", "/metrics"),
