@@ -145,7 +145,10 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     let (mut term, mut int) = {
         use tokio::signal::unix::{signal, SignalKind};
-        (signal(SignalKind::terminate())?, signal(SignalKind::interrupt())?)
+        (
+            signal(SignalKind::terminate())?,
+            signal(SignalKind::interrupt())?,
+        )
     };
     Ok(async move {
         #[cfg(unix)]
