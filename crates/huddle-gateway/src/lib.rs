@@ -5,3 +5,4 @@ pub mod comet;
 pub mod http;
 pub mod socketio;
 pub mod users_ws;
+mod wsconn;

@@ -16,12 +16,11 @@ use axum::routing::get;
 use axum::Router;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
 
-use huddle_core::{
-    BusRecvError, ConnId, Connection, DisconnectReason, Frame, Hub, QueueFull, TokenBucket, Topic,
-};
+use huddle_core::{BusRecvError, ConnId, DisconnectReason, Frame, Hub, TokenBucket, Topic};
 use huddle_domain::{Domain, DomainEvent};
+
+use crate::wsconn::QueuedConn;
 
 /// Settings of the users socket.
 #[derive(Debug, Clone)]
@@ -183,36 +182,10 @@ async fn upgrade(
     ws.on_upgrade(move |socket| Box::pin(connection(us, socket, trusted)))
 }
 
-struct UsersConn {
-    id: ConnId,
-    tx: mpsc::Sender<Arc<str>>,
-    closed: Arc<Notify>,
-}
-
-impl Connection for UsersConn {
-    fn id(&self) -> &ConnId {
-        &self.id
-    }
-    fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
-        self.tx
-            .try_send(Arc::from(frame.payload.get()))
-            .map_err(|_| QueueFull)
-    }
-    fn close(&self, reason: DisconnectReason) {
-        tracing::info!(conn = %self.id, reason = reason.as_str(), "closing users socket");
-        self.closed.notify_one();
-    }
-}
-
 async fn connection(us: Arc<UsersSocket>, socket: WebSocket, trusted: bool) {
     let id: ConnId = format!("users-{}", us.next.fetch_add(1, Ordering::Relaxed)).into();
-    let (tx, mut rx) = mpsc::channel::<Arc<str>>(us.settings.outbound_queue.max(1));
-    let closed = Arc::new(Notify::new());
-    us.hub.register(Arc::new(UsersConn {
-        id: id.clone(),
-        tx,
-        closed: closed.clone(),
-    }));
+    let (conn, mut outbound, close) = QueuedConn::new(id.clone(), us.settings.outbound_queue);
+    us.hub.register(conn);
     us.hub.join(&id, everyone());
     let mut bucket = TokenBucket::new(
         us.settings.rate_per_sec,
@@ -222,12 +195,12 @@ async fn connection(us: Arc<UsersSocket>, socket: WebSocket, trusted: bool) {
     let (mut sink, mut stream) = socket.split();
     loop {
         tokio::select! {
-            out = rx.recv() => match out {
+            out = outbound.recv() => match out {
                 Some(text) => if sink.send(Message::Text((&*text).into())).await.is_err() { break },
                 None => break,
             },
-            () = closed.notified() => {
-                let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1001, reason: "closing".into() }))).await;
+            (code, reason) = close.closed() => {
+                let _closing = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
                 break;
             }
             incoming = stream.next() => {

@@ -2,7 +2,6 @@
 //! its bounded outbound queue.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,9 +13,10 @@ use axum::routing::get;
 use axum::Router;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, Notify};
 
-use huddle_core::{ConnId, Connection, DisconnectReason, Frame, QueueFull, TokenBucket};
+use huddle_core::{ConnId, TokenBucket};
+
+use crate::wsconn::QueuedConn;
 use huddle_domain::comet::{valid_name, Sender, MAX_NAME, MAX_SUBSCRIPTIONS};
 
 use super::url::{parse, ConnectRequest};
@@ -71,38 +71,6 @@ async fn upgrade(
         ws
     };
     ws.on_upgrade(move |socket| Box::pin(connection(gw, req, socket)))
-}
-
-/// The hub's handle on a comet connection: a bounded queue to its task.
-struct CometConn {
-    id: ConnId,
-    tx: mpsc::Sender<Arc<str>>,
-    closed: Arc<Notify>,
-    /// The close code the connection's task sends when `closed` fires.
-    close_code: Arc<AtomicU16>,
-}
-
-impl Connection for CometConn {
-    fn id(&self) -> &ConnId {
-        &self.id
-    }
-
-    fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
-        self.tx
-            .try_send(Arc::from(frame.payload.get()))
-            .map_err(|_| QueueFull)
-    }
-
-    fn close(&self, reason: DisconnectReason) {
-        tracing::info!(conn = %self.id, reason = reason.as_str(), "closing comet connection");
-        let code = if reason == DisconnectReason::Shutdown {
-            1001
-        } else {
-            1008
-        };
-        self.close_code.store(code, Ordering::Relaxed);
-        self.closed.notify_one();
-    }
 }
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -162,15 +130,8 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
         NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
     .into();
-    let (tx, mut rx) = mpsc::channel::<Arc<str>>(gw.settings.outbound_queue.max(1));
-    let closed = Arc::new(Notify::new());
-    let close_code = Arc::new(AtomicU16::new(1008));
-    gw.hub.register(Arc::new(CometConn {
-        id: id.clone(),
-        tx,
-        closed: closed.clone(),
-        close_code: close_code.clone(),
-    }));
+    let (conn, mut outbound, close) = QueuedConn::new(id.clone(), gw.settings.outbound_queue);
+    gw.hub.register(conn);
     gw.conns().insert(
         id.clone(),
         CometCtx {
@@ -223,13 +184,11 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
     }
     loop {
         tokio::select! {
-            out = rx.recv() => match out {
+            out = outbound.recv() => match out {
                 Some(text) => if sink.send(Message::Text((&*text).into())).await.is_err() { break },
                 None => break,
             },
-            () = closed.notified() => {
-                let code = close_code.load(Ordering::Relaxed);
-                let reason = if code == 1001 { "server shutting down" } else { "slow consumer" };
+            (code, reason) = close.closed() => {
                 let _closing = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
                 break;
             }

@@ -165,112 +165,76 @@ fn answer(s: &SocketRef, ack: AckSender, requested: bool, reply: Value, failure:
     }
 }
 
+/// The namespace's acknowledged client events: one handler shape for all.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Join,
+    Chat,
+    Invite,
+}
+
+impl Op {
+    fn event(self) -> &'static str {
+        match self {
+            Op::Join => "join",
+            Op::Chat => "chat",
+            Op::Invite => "invite-users-to-channel",
+        }
+    }
+
+    /// The acknowledgement of a success.
+    async fn run(self, rt: &Realtime, id: &str, v: Option<Value>) -> DomainResult<Value> {
+        match self {
+            Op::Join => join(rt, id, v)
+                .await
+                .map(|(joined, refused)| json!({ "joined": joined, "refused": refused })),
+            Op::Chat => chat(rt, id, v)
+                .await
+                .map(|info| json!({ "written": true, "chatInfo": info })),
+            Op::Invite => invite(rt, id, v)
+                .await
+                .map(|()| json!({ "isSuccess": true })),
+        }
+    }
+
+    /// The acknowledgement of a failure, in the seed's shape.
+    fn failure(self, m: &str) -> Value {
+        match self {
+            Op::Join => json!({ "joined": [], "refused": [], "error": m }),
+            Op::Chat => json!({ "written": false, "error": m }),
+            Op::Invite => json!({ "isSuccess": false, "error": m }),
+        }
+    }
+}
+
 fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
-    let r = rt.clone();
-    socket.on(
-        "join",
-        move |s: SocketRef,
-              TryData(v): TryData<Value>,
-              ack: AckSender,
-              AckRequested(req): AckRequested| {
-            let rt = r.clone();
-            async move {
-                let id = s.id.to_string();
-                let result = if rt.admit(&id) {
-                    join(&rt, &id, v.ok()).await
-                } else {
-                    Err(rate_limited())
-                };
-                match result {
-                    Ok((joined, refused)) => answer(
-                        &s,
-                        ack,
-                        req,
-                        json!({ "joined": joined, "refused": refused }),
-                        None,
-                    ),
-                    Err(e) => {
-                        let m = message(&e);
-                        answer(
-                            &s,
-                            ack,
-                            req,
-                            json!({ "joined": [], "refused": [], "error": m }),
-                            Some(m),
-                        );
+    for op in [Op::Join, Op::Chat, Op::Invite] {
+        let r = rt.clone();
+        socket.on(
+            op.event(),
+            move |s: SocketRef,
+                  TryData(v): TryData<Value>,
+                  ack: AckSender,
+                  AckRequested(req): AckRequested| {
+                let rt = r.clone();
+                async move {
+                    let id = s.id.to_string();
+                    let result = if rt.admit(&id) {
+                        op.run(&rt, &id, v.ok()).await
+                    } else {
+                        Err(rate_limited())
+                    };
+                    match result {
+                        Ok(reply) => answer(&s, ack, req, reply, None),
+                        Err(e) => {
+                            let m = message(&e);
+                            answer(&s, ack, req, op.failure(&m), Some(m));
+                        }
                     }
                 }
-            }
-        },
-    );
-    let r = rt.clone();
-    socket.on(
-        "chat",
-        move |s: SocketRef,
-              TryData(v): TryData<Value>,
-              ack: AckSender,
-              AckRequested(req): AckRequested| {
-            let rt = r.clone();
-            async move {
-                let id = s.id.to_string();
-                let result = if rt.admit(&id) {
-                    chat(&rt, &id, v.ok()).await
-                } else {
-                    Err(rate_limited())
-                };
-                match result {
-                    Ok(info) => answer(
-                        &s,
-                        ack,
-                        req,
-                        json!({ "written": true, "chatInfo": info }),
-                        None,
-                    ),
-                    Err(e) => {
-                        let m = message(&e);
-                        answer(
-                            &s,
-                            ack,
-                            req,
-                            json!({ "written": false, "error": m }),
-                            Some(m),
-                        );
-                    }
-                }
-            }
-        },
-    );
-    let r = rt.clone();
-    socket.on(
-        "invite-users-to-channel",
-        move |s: SocketRef,
-              TryData(v): TryData<Value>,
-              ack: AckSender,
-              AckRequested(req): AckRequested| {
-            let rt = r.clone();
-            async move {
-                let id = s.id.to_string();
-                let result = if rt.admit(&id) {
-                    invite(&rt, &id, v.ok()).await
-                } else {
-                    Err(rate_limited())
-                };
-                match result {
-                    Ok(()) => answer(&s, ack, req, json!({ "isSuccess": true }), None),
-                    Err(e) => {
-                        let m = message(&e);
-                        answer(
-                            &s,
-                            ack,
-                            req,
-                            json!({ "isSuccess": false, "error": m }),
-                            Some(m),
-                        );
-                    }
-                }
-            }
-        },
-    );
+            },
+        );
+    }
     let r = rt.clone();
     socket.on_fallback(move |s: SocketRef, Event(event): Event| {
         let rt = r.clone();
