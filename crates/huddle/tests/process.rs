@@ -9,12 +9,11 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-const BIN: &str = env!("CARGO_BIN_EXE_huddle");
+/// The API suite's harness: PostgreSQL schemas per test.
+#[path = "api/common.rs"]
+mod common;
 
-fn postgres_url() -> String {
-    std::env::var("HUDDLE_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+const BIN: &str = env!("CARGO_BIN_EXE_huddle");
 
 /// A command for the binary in `dir`, with a clean `HUDDLE_*` environment and cheap hashing.
 fn huddle(dir: &Path) -> Command {
@@ -168,38 +167,6 @@ async fn durability(extra: &[&str], sig: i32) {
     assert!(server.wait().await.success());
 }
 
-async fn postgres_schema() -> (String, String) {
-    let schema = format!("huddle_t_{}", uuid::Uuid::new_v4().simple());
-    let admin = huddle_store::Db::connect(&postgres_url(), &Default::default())
-        .await
-        .expect("PostgreSQL reachable");
-    admin
-        .execute_raw(&format!("CREATE SCHEMA {schema}"))
-        .await
-        .expect("schema");
-    admin.close().await;
-    let sep = if postgres_url().contains('?') {
-        '&'
-    } else {
-        '?'
-    };
-    (
-        format!("{}{sep}options=-c%20search_path%3D{schema}", postgres_url()),
-        schema,
-    )
-}
-
-async fn drop_schema(schema: &str) {
-    let admin = huddle_store::Db::connect(&postgres_url(), &Default::default())
-        .await
-        .expect("PostgreSQL reachable");
-    admin
-        .execute_raw(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .expect("drop");
-    admin.close().await;
-}
-
 #[tokio::test]
 async fn sqlite_survives_sigterm_and_sigkill() {
     durability(&[], 15).await;
@@ -209,9 +176,10 @@ async fn sqlite_survives_sigterm_and_sigkill() {
 #[tokio::test]
 async fn postgres_survives_sigterm_and_sigkill() {
     for sig in [15, 9] {
-        let (url, schema) = postgres_schema().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (url, schema) = common::fresh_database(common::Engine::Postgres, dir.path()).await;
         durability(&["--database-url", &url], sig).await;
-        drop_schema(&schema).await;
+        common::drop_schema(&schema.expect("a PostgreSQL schema")).await;
     }
 }
 

@@ -10,6 +10,8 @@ use serde_json::{json, Value};
 
 use huddle::config::{Config, Secret};
 use huddle::Application;
+#[allow(unused_imports)]
+// used by the API suite, not by every binary that includes this harness
 pub use huddle_core::Bus;
 use huddle_core::InProcessBus;
 
@@ -101,6 +103,18 @@ pub async fn fresh_database(engine: Engine, dir: &std::path::Path) -> (String, O
     }
 }
 
+/// Drops a schema made by [`fresh_database`].
+pub async fn drop_schema(schema: &str) {
+    let admin = huddle_store::Db::connect(&postgres_url(), &Default::default())
+        .await
+        .expect("PostgreSQL reachable");
+    admin
+        .execute_raw(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .expect("drop schema");
+    admin.close().await;
+}
+
 pub async fn spawn_app(engine: Engine) -> TestApp {
     spawn_app_with(engine, |_| {}).await
 }
@@ -173,14 +187,7 @@ impl TestApp {
     pub async fn stop(mut self) {
         self.shutdown_server().await;
         if let Some(schema) = self.schema.take() {
-            let admin = huddle_store::Db::connect(&postgres_url(), &Default::default())
-                .await
-                .expect("admin connect");
-            admin
-                .execute_raw(&format!("DROP SCHEMA {schema} CASCADE"))
-                .await
-                .expect("drop schema");
-            admin.close().await;
+            drop_schema(&schema).await;
         }
     }
 
