@@ -211,6 +211,12 @@ async fn connection(us: Arc<UsersSocket>, socket: WebSocket, trusted: bool) {
                     Some(Ok(Message::Text(t))) => handle(&us, t.as_str(), trusted).await,
                     Some(Ok(Message::Binary(_))) => Some(reply(Value::Null, json!({}), Some("frames must be JSON text"))),
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
+                    Some(Err(e)) => {
+                        if crate::comet::is_too_big(&e) {
+                            let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1009, reason: "message too big".into() }))).await;
+                        }
+                        break;
+                    }
                     _ => break,
                 };
                 if let Some(a) = answer {

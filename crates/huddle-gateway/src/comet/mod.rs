@@ -15,6 +15,7 @@ use huddle_core::{BusRecvError, ConnId, Hub, Topic};
 use huddle_domain::{Domain, DomainEvent};
 
 pub use api::routes as api_routes;
+pub(crate) use ws::is_too_big;
 pub use ws::router as ws_router;
 
 /// Transport settings of the comet websocket.

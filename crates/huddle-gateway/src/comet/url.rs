@@ -15,7 +15,7 @@ pub struct ConnectRequest {
 /// Which required field a connection request lacks (with the original's HTTP status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// 401: no session or no user id.
+    /// 401: no session or no user id field.
     Session,
     /// 406: no dev id.
     DevId,
@@ -41,29 +41,28 @@ impl Refusal {
     }
 }
 
-fn value(field: Option<&str>) -> Option<&str> {
-    field
-        .and_then(|f| f.split_once('='))
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
+/// The value of a positional `name=value` field; `None` when the field is absent.
+fn field(f: Option<&str>) -> Option<&str> {
+    f.and_then(|f| f.split_once('=')).map(|(_, v)| v)
 }
 
 /// Parses the part after `/ws/` (a query string after `?` is accepted too).
+/// As the seed says, every field is required but may be empty: an empty key
+/// or a user id that is not a number (`myid=undefined` from the JS client)
+/// means an anonymous connection.
 pub fn parse(rest: &str) -> Result<ConnectRequest, Refusal> {
     let rest = rest.trim_start_matches('?');
     let mut fields = rest.split('&');
-    let key = value(fields.next()).ok_or(Refusal::Session)?;
-    let user = value(fields.next()).ok_or(Refusal::Session)?;
-    let user_id: i64 = user
-        .parse()
-        .ok()
-        .filter(|u: &i64| *u >= 0)
-        .ok_or(Refusal::Session)?;
-    let dev = value(fields.next())
+    let key = field(fields.next()).ok_or(Refusal::Session)?;
+    let user = field(fields.next()).ok_or(Refusal::Session)?;
+    let user_id: i64 = user.parse().ok().filter(|u: &i64| *u > 0).unwrap_or(0);
+    let dev = field(fields.next())
         .filter(|d| huddle_domain::comet::valid_dev_id(d))
         .ok_or(Refusal::DevId)?;
-    let version = value(fields.next()).ok_or(Refusal::Version)?;
-    let uuid = value(fields.next())
+    let version = field(fields.next())
+        .filter(|v| !v.is_empty())
+        .ok_or(Refusal::Version)?;
+    let uuid = field(fields.next())
         .unwrap_or("")
         .chars()
         .take(64)
@@ -94,9 +93,25 @@ mod tests {
             ),
             ("abc", 7, "15", "4.09", "u1")
         );
-        assert_eq!(parse("sesion=&myid=7&devid=1&v=1"), Err(Refusal::Session));
-        assert_eq!(parse("sesion=a&myid=&devid=1&v=1"), Err(Refusal::Session));
-        assert_eq!(parse("sesion=a&myid=x&devid=1&v=1"), Err(Refusal::Session));
+        // Present but empty or not a number: anonymous, as the JS client connects.
+        assert_eq!(
+            parse("sesion=&myid=7&devid=1&v=1").expect("empty key").key,
+            ""
+        );
+        assert_eq!(
+            parse("sesion=a&myid=&devid=1&v=1")
+                .expect("empty id")
+                .user_id,
+            0
+        );
+        assert_eq!(
+            parse("sesion=undefined&myid=undefined&devid=1&v=1")
+                .expect("JS anonymous")
+                .user_id,
+            0
+        );
+        assert_eq!(parse(""), Err(Refusal::Session));
+        assert_eq!(parse("sesion=a"), Err(Refusal::Session));
         assert_eq!(parse("sesion=a&myid=1"), Err(Refusal::DevId));
         assert_eq!(
             parse("sesion=a&myid=1&devid=bad dev&v=1"),

@@ -26,6 +26,8 @@ use super::{pipe_topic, user_topic, wire, CometCtx, CometGateway};
 pub fn router(gw: Arc<CometGateway>) -> Router {
     Router::new()
         .route("/ws/{*rest}", get(upgrade))
+        .route("/ws", get(upgrade_bare))
+        .route("/ws/", get(upgrade_bare))
         .with_state(gw)
 }
 
@@ -36,6 +38,11 @@ fn refuse(status: u16, message: &str) -> Response {
         axum::Json(json!({"error": {"code": "comet_refused", "message": message}})),
     )
         .into_response()
+}
+
+/// `/ws` or `/ws/` with nothing after: no session, the original's 401.
+async fn upgrade_bare() -> Response {
+    refuse(401, super::url::Refusal::Session.message())
 }
 
 async fn upgrade(
@@ -86,6 +93,12 @@ struct Session {
     bucket: TokenBucket,
 }
 
+/// Whether a read failed because a frame exceeded the configured size.
+pub(crate) fn is_too_big(e: &axum::Error) -> bool {
+    let text = e.to_string();
+    text.contains("too long") || text.contains("Space limit exceeded") || text.contains("too big")
+}
+
 fn sys_error(error: &str, code: &str) -> Value {
     json!({"pipe": "sys", "event": "error", "data": {"error": error, "code": code}})
 }
@@ -98,33 +111,9 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
         Ok(true)
     );
     let user_id = if authorized { req.user_id } else { 0 };
-    let info = json!({
-        "pipe": "sys", "event": "serverInfo", "data": "", "server": "huddle",
-        "authorized": authorized, "message_send_time": chrono::Utc::now().timestamp(),
-    });
-    if socket
-        .send(Message::Text(info.to_string().into()))
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if authorized {
-        if let Err(e) = gw.domain.comet_connected(&req.dev, user_id).await {
-            let _closing = socket
-                .send(Message::Text(
-                    sys_error(&e.to_string(), "429").to_string().into(),
-                ))
-                .await;
-            let _closing = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1008,
-                    reason: "too many connections".into(),
-                })))
-                .await;
-            return;
-        }
-    }
+    // Join the user's private pipe and count the connection online *before*
+    // announcing the session, so a backend message sent right after the client
+    // sees `serverInfo` is delivered live instead of parked in the queue.
     let id: ConnId = format!(
         "comet-{}",
         NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
@@ -141,7 +130,31 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
     );
     if authorized {
         gw.hub.join(&id, user_topic(&req.dev, user_id));
+        if let Err(e) = gw.domain.comet_connected(&req.dev, user_id).await {
+            gw.hub.unregister(&id);
+            gw.conns().remove(&id);
+            let _closing = socket
+                .send(Message::Text(
+                    sys_error(&e.to_string(), "429").to_string().into(),
+                ))
+                .await;
+            let _closing = socket
+                .send(Message::Close(Some(CloseFrame {
+                    code: 1008,
+                    reason: "too many connections".into(),
+                })))
+                .await;
+            return;
+        }
     }
+    let info = json!({
+        "pipe": "sys", "event": "serverInfo", "data": "", "server": "huddle",
+        "authorized": authorized, "message_send_time": chrono::Utc::now().timestamp(),
+    });
+    let announced = socket
+        .send(Message::Text(info.to_string().into()))
+        .await
+        .is_ok();
     let mut s = Session {
         gw: gw.clone(),
         id: id.clone(),
@@ -156,30 +169,38 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
         ),
     };
     let (mut sink, mut stream) = socket.split();
-    // Messages queued for this user while offline: exactly once, in order.
+    // Messages queued for this user while offline: exactly once, in order,
+    // before any live one. A second pass catches a message that was being
+    // queued while the first pass ran (its sender saw the user offline).
+    if !announced {
+        s.finish().await;
+        return;
+    }
     if authorized {
-        match gw.domain.comet_take_queue(&req.dev, user_id).await {
-            Ok(queued) => {
-                for m in queued {
-                    let data: Value =
-                        serde_json::from_str(&m.message).unwrap_or(Value::String(m.message));
-                    let v = wire(
-                        "msg",
-                        &m.event,
-                        &data,
-                        0,
-                        &[("fromQueue", Value::Bool(true))],
-                    );
-                    if sink
-                        .send(Message::Text(v.to_string().into()))
-                        .await
-                        .is_err()
-                    {
-                        break;
+        for _pass in 0..2 {
+            match gw.domain.comet_take_queue(&req.dev, user_id).await {
+                Ok(queued) => {
+                    for m in queued {
+                        let data: Value =
+                            serde_json::from_str(&m.message).unwrap_or(Value::String(m.message));
+                        let v = wire(
+                            "msg",
+                            &m.event,
+                            &data,
+                            0,
+                            &[("fromQueue", Value::Bool(true))],
+                        );
+                        if sink
+                            .send(Message::Text(v.to_string().into()))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
                     }
                 }
+                Err(e) => tracing::error!(error = %e, "comet queue flush failed"),
             }
-            Err(e) => tracing::error!(error = %e, "comet queue flush failed"),
         }
     }
     loop {
@@ -193,7 +214,17 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
                 break;
             }
             incoming = stream.next() => {
-                let Some(Ok(msg)) = incoming else { break };
+                let msg = match incoming {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => {
+                        // A frame over the size limit ends the connection with 1009.
+                        if is_too_big(&e) {
+                            let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1009, reason: "message too big".into() }))).await;
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 let replies = match msg {
                     Message::Text(t) => match s.command(t.as_str()).await {
                         Some(replies) => replies,
