@@ -101,6 +101,9 @@ pub struct CometConfig {
     pub password: Option<Secret>,
     /// Regular expressions an `Origin` must match to connect; empty: any. Default empty.
     pub origins: Vec<String>,
+    /// Per dev id, its own list of allowed origins (replacing `origins` for that
+    /// tenant), e.g. `[comet.dev_origins] 15 = ["^https://app\\.example$"]`. Default empty.
+    pub dev_origins: std::collections::BTreeMap<String, Vec<String>>,
     /// Private messages queued per offline user; past it sends are refused (409). Default 1000.
     pub queue_max: i64,
     /// Live connections per user and dev id. Default 16.
@@ -113,6 +116,7 @@ impl Default for CometConfig {
             listen: "127.0.0.1:8087".into(),
             password: None,
             origins: Vec::new(),
+            dev_origins: Default::default(),
             queue_max: 1000,
             max_connections_per_user: 16,
         }
@@ -501,7 +505,13 @@ impl Config {
         if self.comet.password.as_ref().is_some_and(|s| s.0.len() < 8) {
             return invalid("comet.password", "must be at least 8 characters");
         }
-        for (i, re) in self.comet.origins.iter().enumerate() {
+        for (i, re) in self
+            .comet
+            .origins
+            .iter()
+            .chain(self.comet.dev_origins.values().flatten())
+            .enumerate()
+        {
             if let Err(e) = regex_lite::Regex::new(re) {
                 return Err(ConfigError::Invalid {
                     key: "comet.origins",

@@ -239,6 +239,19 @@ impl Application {
                 rate_per_sec: config.limits.socket_events_per_sec,
                 rate_burst: config.limits.socket_events_burst,
                 origins,
+                dev_origins: config
+                    .comet
+                    .dev_origins
+                    .iter()
+                    .map(|(dev, list)| {
+                        (
+                            dev.clone(),
+                            list.iter()
+                                .filter_map(|re| regex_lite::Regex::new(re).ok())
+                                .collect(),
+                        )
+                    })
+                    .collect(),
             },
         );
         let comet_listener = match config.comet.listen.as_str() {

@@ -29,6 +29,8 @@ pub struct CometSettings {
     pub rate_burst: u32,
     /// Origins allowed to connect (regular expressions); empty: any.
     pub origins: Vec<regex_lite::Regex>,
+    /// Per dev id, the origins allowed for that tenant (replacing `origins`).
+    pub dev_origins: HashMap<String, Vec<regex_lite::Regex>>,
 }
 
 /// Who a comet connection is.

@@ -55,13 +55,18 @@ async fn upgrade(
         Ok(r) => r,
         Err(r) => return refuse(r.status(), r.message()),
     };
-    if !gw.settings.origins.is_empty() {
+    let allowed = gw
+        .settings
+        .dev_origins
+        .get(&req.dev)
+        .unwrap_or(&gw.settings.origins);
+    if !allowed.is_empty() {
         let origin = headers
             .get(header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .unwrap_or("");
-        if !gw.settings.origins.iter().any(|re| re.is_match(origin)) {
-            tracing::warn!(origin, dev = %req.dev, "comet connection refused: origin not allowed");
+        if !allowed.iter().any(|re| re.is_match(origin)) {
+            tracing::warn!(origin, dev = %req.dev, "comet connection refused: origin not allowed for this dev id");
             return refuse(423, "origin not allowed");
         }
     }

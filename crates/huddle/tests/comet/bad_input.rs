@@ -16,7 +16,69 @@ both_engines!(
     a_binary_frame_is_an_error_not_a_close,
     commands_missing_arguments_are_errors,
     a_subscription_flood_is_rate_limited_and_others_stay_served,
+    invalid_utf8_in_a_text_frame_closes_that_connection_only,
 );
+
+/// A text frame whose payload is not UTF-8 cannot be sent by a well-behaved
+/// client library, so this speaks RFC 6455 by hand over TCP.
+async fn invalid_utf8_in_a_text_frame_closes_that_connection_only(engine: Engine) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = comet_app(engine).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let request = format!(
+        "GET /ws/sesion=k&myid=0&devid=1&v=4.09&uuid=raw&api=js HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("handshake");
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("in time")
+            .expect("read");
+        assert!(n > 0, "server closed during the handshake");
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(
+        seen.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    // A masked, final text frame whose 3-byte payload is not UTF-8.
+    let mask = [1u8, 2, 3, 4];
+    let payload = [0xffu8, 0xfe, 0xfd];
+    let mut frame = vec![0x81, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    tcp.write_all(&frame).await.expect("send frame");
+    // The server ends this connection (a close frame, then EOF, or EOF).
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "the connection with invalid UTF-8 was not closed"
+    );
+    // Everyone else is still served.
+    let mut a = Comet::anonymous(&app, "1").await;
+    let mut b = Comet::anonymous(&app, "1").await;
+    b.subscribe(&["web_after"]).await;
+    b.sync().await;
+    a.send("web_pipe2\nweb_after\nev\n*\nstill here").await;
+    let got = b.expect_event("web_after", "ev").await;
+    assert_eq!(got["data"], "still here");
+    app.stop().await;
+}
 
 async fn a_frame_over_64k_closes_with_1009(engine: Engine) {
     let app = comet_app(engine).await;

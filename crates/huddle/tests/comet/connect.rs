@@ -252,6 +252,32 @@ async fn origin_allow_list_refuses_with_423(engine: Engine) {
     drop(ws);
     app.stop().await;
 
+    // A dev id with a list of its own: that list, not the global one, applies.
+    let app = spawn_app_with(engine, |c| {
+        c.comet.password = Some(Secret(password()));
+        c.comet
+            .dev_origins
+            .insert("2".into(), vec![r"^https://two\.example$".to_owned()]);
+    })
+    .await;
+    let dev2 = ws_url(&app, &connect_tail("k", "1", "2", &new_uuid()));
+    assert_eq!(
+        refused_status(&dev2, Some("https://one.example")).await,
+        423
+    );
+    drop(
+        try_open(&dev2, Some("https://two.example"))
+            .await
+            .expect("dev 2's own origin"),
+    );
+    let dev1 = ws_url(&app, &connect_tail("k", "1", "1", &new_uuid()));
+    drop(
+        try_open(&dev1, Some("https://one.example"))
+            .await
+            .expect("dev 1 has no list: any origin"),
+    );
+    app.stop().await;
+
     // Empty list: any Origin (and none) is accepted.
     let app = comet_app(engine).await;
     let url = ws_url(&app, &connect_tail("k", "1", "1", &new_uuid()));
