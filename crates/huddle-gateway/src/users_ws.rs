@@ -177,6 +177,8 @@ async fn upgrade(
         _ => false,
     };
     let ws = ws
+        .read_buffer_size(crate::comet::WS_READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(us.settings.max_frame)
         .max_frame_size(us.settings.max_frame);
     ws.on_upgrade(move |socket| Box::pin(connection(us, socket, trusted)))
@@ -196,7 +198,8 @@ async fn connection(us: Arc<UsersSocket>, socket: WebSocket, trusted: bool) {
     loop {
         tokio::select! {
             out = outbound.recv() => match out {
-                Some(text) => if sink.send(Message::Text((&*text).into())).await.is_err() { break },
+                // Everything already waiting goes out in one write.
+                Some(text) => if crate::wsconn::write_batch(&mut sink, text, &mut outbound).await.is_err() { break },
                 None => break,
             },
             (code, reason) = close.closed() => {

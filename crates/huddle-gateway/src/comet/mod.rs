@@ -15,8 +15,8 @@ use huddle_core::{BusRecvError, ConnId, Hub, Topic};
 use huddle_domain::{Domain, DomainEvent};
 
 pub use api::routes as api_routes;
-pub(crate) use ws::is_too_big;
 pub use ws::router as ws_router;
+pub(crate) use ws::{is_too_big, WS_READ_BUFFER};
 
 /// Transport settings of the comet websocket.
 #[derive(Debug, Clone)]

@@ -74,7 +74,12 @@ async fn upgrade(
         .get(header::SEC_WEBSOCKET_PROTOCOL)
         .and_then(|p| p.to_str().ok())
         .is_some_and(|p| p.split(',').any(|x| x.trim() == "chat"));
+    // tungstenite reserves a 128 KiB read buffer per socket by default, all of
+    // it resident; a small one costs nothing while idle. The write buffer is
+    // only a flush threshold.
     let ws = ws
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(gw.settings.max_frame)
         .max_frame_size(gw.settings.max_frame);
     let ws = if offered_chat {
@@ -84,6 +89,9 @@ async fn upgrade(
     };
     ws.on_upgrade(move |socket| Box::pin(connection(gw, req, socket)))
 }
+
+/// Read buffer per raw websocket (see `upgrade`).
+pub(crate) const WS_READ_BUFFER: usize = 4096;
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -211,7 +219,8 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
     loop {
         tokio::select! {
             out = outbound.recv() => match out {
-                Some(text) => if sink.send(Message::Text((&*text).into())).await.is_err() { break },
+                // Everything already waiting goes out in one write.
+                Some(text) => if crate::wsconn::write_batch(&mut sink, text, &mut outbound).await.is_err() { break },
                 None => break,
             },
             (code, reason) = close.closed() => {

@@ -250,16 +250,12 @@ impl Realtime {
             "huddle_connections{{protocol=\"socketio\"}} {}",
             self.authenticated()
         );
-        out.push_str("# HELP huddle_deliveries_total Frames queued to connections.\n# TYPE huddle_deliveries_total counter\n");
-        let _ = writeln!(
-            out,
-            "huddle_deliveries_total{{protocol=\"socketio\"}} {}",
-            stats.deliveries
-        );
+        out.push_str("# HELP huddle_deliveries_total Frames queued to connections (every protocol: one hub).\n# TYPE huddle_deliveries_total counter\n");
+        let _ = writeln!(out, "huddle_deliveries_total {}", stats.deliveries);
         out.push_str("# HELP huddle_slow_consumer_disconnects_total Connections closed because their outbound queue was full.\n# TYPE huddle_slow_consumer_disconnects_total counter\n");
         let _ = writeln!(
             out,
-            "huddle_slow_consumer_disconnects_total{{protocol=\"socketio\"}} {}",
+            "huddle_slow_consumer_disconnects_total {}",
             stats.slow_disconnects
         );
         out.push_str("# HELP huddle_presence_devices Devices in the presence registry (including those in their grace period).\n# TYPE huddle_presence_devices gauge\n");
