@@ -5,15 +5,17 @@
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, Notify};
 
 use huddle_core::{ConnId, Connection, DisconnectReason, Frame, QueueFull};
 
-/// The hub's half: `send` never blocks; a full queue is [`QueueFull`] (the hub
-/// then closes the connection as a slow consumer).
+/// The hub's half: `send` never blocks and only clones the frame's `Arc` (the
+/// payload was encoded once per publication); a full queue is [`QueueFull`]
+/// (the hub then closes the connection as a slow consumer).
 pub(crate) struct QueuedConn {
     id: ConnId,
-    tx: mpsc::Sender<Arc<str>>,
+    tx: mpsc::Sender<Arc<RawValue>>,
     closed: Arc<Notify>,
     close_code: Arc<AtomicU16>,
 }
@@ -25,7 +27,7 @@ pub(crate) struct CloseSignal {
 }
 
 /// The frames a connection's task writes, in order.
-pub(crate) type Outbound = mpsc::Receiver<Arc<str>>;
+pub(crate) type Outbound = mpsc::Receiver<Arc<RawValue>>;
 
 impl QueuedConn {
     /// A connection whose queue holds at most `capacity` frames, with the task's
@@ -62,7 +64,7 @@ impl Connection for QueuedConn {
 
     fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
         self.tx
-            .try_send(Arc::from(frame.payload.get()))
+            .try_send(frame.payload.clone())
             .map_err(|_| QueueFull)
     }
 
@@ -85,19 +87,19 @@ const BATCH: usize = 64;
 /// single flush: under load, the cost per delivery falls instead of rising.
 pub(crate) async fn write_batch<S>(
     sink: &mut S,
-    first: Arc<str>,
+    first: Arc<RawValue>,
     outbound: &mut Outbound,
 ) -> Result<(), axum::Error>
 where
     S: futures::Sink<axum::extract::ws::Message, Error = axum::Error> + Unpin,
 {
     use futures::SinkExt;
-    sink.feed(axum::extract::ws::Message::Text((&*first).into()))
+    sink.feed(axum::extract::ws::Message::Text(first.get().into()))
         .await?;
     for _ in 1..BATCH {
         match outbound.try_recv() {
             Ok(next) => {
-                sink.feed(axum::extract::ws::Message::Text((&*next).into()))
+                sink.feed(axum::extract::ws::Message::Text(next.get().into()))
                     .await?
             }
             Err(_) => break,
