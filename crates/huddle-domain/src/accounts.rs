@@ -27,21 +27,12 @@ pub struct SignupInput {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct ProfileUpdate {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::validate::double_option")]
     #[schema(value_type = Option<String>)]
     pub avatar: Option<Option<String>>,
-    #[serde(default, deserialize_with = "double_option")]
+    #[serde(default, deserialize_with = "crate::validate::double_option")]
     #[schema(value_type = Option<String>)]
     pub lang: Option<Option<String>>,
-}
-
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 fn ms(d: std::time::Duration) -> i64 {

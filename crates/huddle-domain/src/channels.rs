@@ -34,7 +34,7 @@ pub struct NewChannel {
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 pub struct ChannelUpdate {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::workspaces::double_option")]
+    #[serde(default, deserialize_with = "crate::validate::double_option")]
     #[schema(value_type = Option<String>)]
     pub description: Option<Option<String>>,
 }

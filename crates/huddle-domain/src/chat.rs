@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use huddle_store::{now_ms, ChatRecord};
 
+use crate::channels::ChannelView;
 use crate::model::time;
 use crate::roles::{ChannelRole, WorkspaceRole};
 use crate::{Caller, Domain, DomainError, DomainEvent, DomainResult};
@@ -149,6 +150,22 @@ impl Domain {
         Ok(chat)
     }
 
+    /// A chat of a channel the caller can see (404 otherwise).
+    async fn visible_chat(
+        &self,
+        caller: &Caller,
+        channel_id: &str,
+        chat_id: i64,
+    ) -> DomainResult<(ChannelView, ChatRecord)> {
+        let v = self.channel_view(caller, channel_id).await?;
+        let chat = self
+            .db
+            .chat(&v.channel.id, chat_id)
+            .await?
+            .ok_or(DomainError::NotFound("chat"))?;
+        Ok((v, chat))
+    }
+
     /// Edits a chat; only its sender may.
     pub async fn modify_chat(
         &self,
@@ -158,12 +175,7 @@ impl Domain {
         content: &str,
         origin: Option<String>,
     ) -> DomainResult<ChatInfo> {
-        let v = self.channel_view(caller, channel_id).await?;
-        let chat = self
-            .db
-            .chat(&v.channel.id, chat_id)
-            .await?
-            .ok_or(DomainError::NotFound("chat"))?;
+        let (v, chat) = self.visible_chat(caller, channel_id, chat_id).await?;
         if chat.sender_id != caller.user_id {
             return Err(DomainError::Forbidden("only the sender can modify a chat"));
         }
@@ -195,12 +207,7 @@ impl Domain {
         chat_id: i64,
         origin: Option<String>,
     ) -> DomainResult<ChatInfo> {
-        let v = self.channel_view(caller, channel_id).await?;
-        let chat = self
-            .db
-            .chat(&v.channel.id, chat_id)
-            .await?
-            .ok_or(DomainError::NotFound("chat"))?;
+        let (v, chat) = self.visible_chat(caller, channel_id, chat_id).await?;
         let allowed = chat.sender_id == caller.user_id
             || v.access.channel_role == Some(ChannelRole::Admin)
             || matches!(

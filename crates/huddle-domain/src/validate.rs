@@ -115,6 +115,16 @@ pub fn short_text(
     }
 }
 
+/// For `Option<Option<T>>` fields: an absent field is `None`, an explicit `null`
+/// is `Some(None)` (clear the value).
+pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -401,8 +401,8 @@ impl Domain {
         let media = &self.cfg.media;
         let now = chrono::Utc::now().timestamp();
         let exp = now + i64::try_from(media.channel_token_ttl.as_secs()).unwrap_or(3600);
-        // The channel token reuses the access-token keys with the socket as `sid`
-        // and the channel in `sub`'s place is not possible, so it is a separate claim set.
+        // Signed with the access-token key, with `sid` = `{channel}:{socket}`: it can
+        // never pass as an access token, since no session has such an id.
         let token = self.keys.sign(&Claims {
             sub: user_id.into(),
             sid: format!("{channel_id}:{socket_id}"),

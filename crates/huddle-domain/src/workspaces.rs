@@ -20,18 +20,10 @@ use crate::{
 #[serde(rename_all = "camelCase")]
 pub struct WorkspaceUpdate {
     pub name: Option<String>,
-    #[serde(default, deserialize_with = "crate::workspaces::double_option")]
+    #[serde(default, deserialize_with = "crate::validate::double_option")]
     #[schema(value_type = Option<String>)]
     pub avatar: Option<Option<String>>,
     pub can_users_invite: Option<bool>,
-}
-
-pub(crate) fn double_option<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The caller's membership of a workspace, established once per operation.

@@ -140,6 +140,26 @@ impl MetricsSource for BusMetrics {
     }
 }
 
+/// Serves a second listener until the shared stop flag turns true.
+fn serve_extra(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    what: &'static str,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(error = %e, listener = what, "listener failed");
+        }
+    })
+}
+
 /// Ends expired sessions periodically (each announced as a Logout).
 fn spawn_session_sweeper(
     domain: Arc<Domain>,
@@ -382,34 +402,16 @@ impl Application {
             let _no_second_listener = stop_tx.send(true);
         };
         if let Some(listener) = self.users_listener {
-            let mut stop = stop_rx.clone();
-            let app = self.users_socket.router();
-            background.push(tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                {
-                    tracing::error!(error = %e, "users socket listener failed");
-                }
-            }));
+            background.push(serve_extra(
+                listener,
+                self.users_socket.router(),
+                stop_rx.clone(),
+                "users socket",
+            ));
         }
         if let Some(listener) = self.comet_listener {
-            let mut stop = stop_rx.clone();
             let app = huddle_gateway::comet::ws_router(self.comet.clone());
-            background.push(tokio::spawn(async move {
-                let stopped = async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                };
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                {
-                    tracing::error!(error = %e, "comet listener failed");
-                }
-            }));
+            background.push(serve_extra(listener, app, stop_rx.clone(), "comet"));
         }
         let app = http::router(self.state, self.limits, Some(self.socketio))
             .merge(huddle_gateway::comet::ws_router(self.comet));

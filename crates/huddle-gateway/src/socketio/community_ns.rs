@@ -19,6 +19,7 @@ use huddle_core::{DisconnectReason, Frame, Topic};
 use huddle_domain::{Caller, DomainError, DomainEvent, DomainResult};
 
 use super::conn::SioConn;
+use super::workspace_ns::message;
 use super::Realtime;
 
 /// Channels one `join` may name.
@@ -138,17 +139,6 @@ async fn handshake(
     );
     on_connect(rt, socket);
     Ok(())
-}
-
-/// The text a client sees for a failed event (internal details are logged).
-fn message(e: &DomainError) -> String {
-    match e {
-        DomainError::Internal(detail) => {
-            tracing::error!(error = %detail, "community handler failed");
-            "System error".to_owned()
-        }
-        other => other.to_string(),
-    }
 }
 
 /// Answers through the ack when one was asked for; otherwise reports a failure

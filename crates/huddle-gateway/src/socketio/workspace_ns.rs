@@ -38,7 +38,7 @@ pub(crate) fn register(rt: &Arc<Realtime>) {
 
 /// The text a client sees for a failed event. Internal errors are logged and
 /// reported as `System error`, as the original server did.
-fn message(e: &DomainError) -> String {
+pub(super) fn message(e: &DomainError) -> String {
     match e {
         DomainError::Internal(detail) => {
             tracing::error!(error = %detail, "socket handler failed");
