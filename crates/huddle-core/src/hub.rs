@@ -14,9 +14,10 @@
 //! subscriber list out (one allocation per publication, not per receiver) and
 //! sends after releasing the lock.
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::Topic;
 
@@ -24,12 +25,18 @@ use crate::Topic;
 pub type ConnId = Arc<str>;
 
 /// An encoded event, ready for any connection of the protocol that made it.
-#[derive(Debug, Clone)]
+///
+/// A transport that wraps the payload in its own framing (Socket.IO's
+/// `42/ns,["event",payload]`) does it once per publication through
+/// [`Frame::wire`]: the first receiver encodes, every other receiver of the
+/// same kind shares that encoding.
 pub struct Frame {
     /// The event name (Socket.IO event).
     pub event: Arc<str>,
     /// The payload, JSON encoded once.
     pub payload: Arc<serde_json::value::RawValue>,
+    /// One transport encoding of this frame, keyed (e.g. by namespace).
+    wire: OnceLock<(Box<str>, Box<dyn Any + Send + Sync>)>,
 }
 
 impl Frame {
@@ -39,10 +46,55 @@ impl Frame {
         payload: &T,
     ) -> Result<Frame, serde_json::Error> {
         let raw = serde_json::value::to_raw_value(payload)?;
-        Ok(Frame {
-            event: event.into(),
-            payload: Arc::from(raw),
-        })
+        Ok(Frame::new(event.into(), Arc::from(raw)))
+    }
+
+    /// A frame of an already encoded payload.
+    pub fn new(event: Arc<str>, payload: Arc<serde_json::value::RawValue>) -> Frame {
+        Frame {
+            event,
+            payload,
+            wire: OnceLock::new(),
+        }
+    }
+
+    /// The transport encoding of this frame for `key`, made by `encode` at most
+    /// once per frame: the first key asked for is cached and shared by every
+    /// later receiver with that key; a receiver with another key (rare: a
+    /// frame reaching two Socket.IO namespaces) gets its own encoding.
+    pub fn wire<T, F>(&self, key: &str, encode: F) -> T
+    where
+        T: Clone + Send + Sync + 'static,
+        F: FnOnce(&Frame) -> T,
+    {
+        if let Some((k, v)) = self.wire.get() {
+            if &**k == key {
+                if let Some(v) = v.downcast_ref::<T>() {
+                    return v.clone();
+                }
+            }
+            return encode(self);
+        }
+        let fresh = encode(self);
+        // Another receiver may have encoded it meanwhile: theirs and ours are equal.
+        let _first_wins = self.wire.set((key.into(), Box::new(fresh.clone())));
+        fresh
+    }
+}
+
+impl Clone for Frame {
+    /// A copy shares the payload; its transport cache starts empty.
+    fn clone(&self) -> Frame {
+        Frame::new(self.event.clone(), self.payload.clone())
+    }
+}
+
+impl std::fmt::Debug for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frame")
+            .field("event", &self.event)
+            .field("payload", &self.payload)
+            .finish_non_exhaustive()
     }
 }
 
@@ -301,6 +353,24 @@ impl Hub {
 mod tests {
     use super::*;
     use std::collections::VecDeque;
+
+    #[test]
+    fn a_frame_is_wrapped_once_per_key_and_shared() {
+        let f = Frame::encode("e", &serde_json::json!({"x": 1})).expect("encode");
+        let calls = AtomicU64::new(0);
+        let wrap = |f: &Frame| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            Arc::<str>::from(format!("42[\"{}\",{}]", f.event, f.payload.get()))
+        };
+        let a: Arc<str> = f.wire("/", wrap);
+        let b: Arc<str> = f.wire("/", wrap);
+        assert!(Arc::ptr_eq(&a, &b), "the second receiver shares the first encoding");
+        assert_eq!(&*a, "42[\"e\",{\"x\":1}]");
+        let other: Arc<str> = f.wire("/other", wrap);
+        assert!(!Arc::ptr_eq(&a, &other));
+        assert_eq!(calls.load(Ordering::Relaxed), 2, "one encoding per distinct key");
+        assert_eq!(f.clone().event, f.event, "a copy keeps event and payload");
+    }
 
     /// A connection with a bounded queue, as a transport would have.
     struct Fake {

@@ -15,7 +15,6 @@ use huddle_gateway::http::{self, AppState, HttpLimits, MetricsSource};
 use huddle_gateway::socketio::{Realtime, SocketIoSettings};
 use huddle_gateway::users_ws::{UsersSocket, UsersSocketSettings};
 use huddle_store::{Db, DbOptions};
-use socketioxide::layer::SocketIoLayer;
 
 use crate::config::{self, Config};
 
@@ -50,7 +49,6 @@ pub struct Application {
     limits: HttpLimits,
     bus: Arc<InProcessBus>,
     realtime: Arc<Realtime>,
-    socketio: SocketIoLayer,
     comet: Arc<CometGateway>,
     /// The second, `/ws`-only listener of `comet.listen`, when enabled.
     comet_listener: Option<TcpListener>,
@@ -224,7 +222,7 @@ impl Application {
             bus.clone() as Arc<dyn Bus>,
             domain_config(&config)?,
         )?);
-        let (socketio, realtime) = Realtime::new(
+        let realtime = Realtime::new(
             domain.clone(),
             SocketIoSettings {
                 max_payload: config.limits.max_message_bytes,
@@ -332,7 +330,6 @@ impl Application {
             },
             bus,
             realtime,
-            socketio,
             comet,
             comet_listener,
             users_socket,
@@ -413,7 +410,7 @@ impl Application {
             let app = huddle_gateway::comet::ws_router(self.comet.clone());
             background.push(serve_extra(listener, app, stop_rx.clone(), "comet"));
         }
-        let app = http::router(self.state, self.limits, Some(self.socketio))
+        let app = http::router(self.state, self.limits, Some(&self.realtime))
             .merge(huddle_gateway::comet::ws_router(self.comet));
         let serve = axum::serve(
             self.listener,

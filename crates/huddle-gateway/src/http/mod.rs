@@ -93,11 +93,11 @@ fn api_router() -> OpenApiRouter<AppState> {
 }
 
 /// Builds the router; `/api/openapi.json` serves the document of exactly these
-/// routes. `socketio` (the Socket.IO layer) serves `/socket.io/` on the same port.
+/// routes. `socketio` (the Socket.IO server) serves `/socket.io/` on the same port.
 pub fn router(
     state: AppState,
     limits: HttpLimits,
-    socketio: Option<socketioxide::layer::SocketIoLayer>,
+    socketio: Option<&crate::socketio::Realtime>,
 ) -> Router {
     let (router, api) = api_router().split_for_parts();
     let api = Arc::new(api);
@@ -117,7 +117,7 @@ pub fn router(
         ))
         .layer(DefaultBodyLimit::max(limits.max_body_bytes));
     let router = match socketio {
-        Some(layer) => router.layer(layer),
+        Some(rt) => router.merge(rt.router()),
         None => router,
     };
     router.with_state(state)

@@ -7,23 +7,27 @@
 //! namespace wherever they connected. Topics are `commu-*`, separate from the
 //! workspace namespace's, so the two APIs never see each other's events.
 
-use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+use axum::http::HeaderName;
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use socketioxide::extract::{AckSender, Event, SocketRef, TryData};
-use socketioxide::handler::{ConnectHandler, FromMessageParts};
-use socketioxide::socket::Socket;
 
-use huddle_core::{DisconnectReason, Frame, Topic};
+use huddle_core::{Connection, DisconnectReason, Frame, Topic};
 use huddle_domain::{Caller, DomainError, DomainEvent, DomainResult};
+use huddle_sio::{Event, Handler, Reason, Socket};
 
-use super::conn::SioConn;
 use super::workspace_ns::message;
 use super::Realtime;
 
 /// Channels one `join` may name.
 const MAX_JOIN: usize = 1000;
+
+/// Handshake headers that may carry the token (kept by the transport).
+pub(crate) const HANDSHAKE_HEADERS: [HeaderName; 2] = [
+    HeaderName::from_static("token"),
+    HeaderName::from_static("authorization"),
+];
 
 pub(crate) fn topic_ws(ws: &str) -> Topic {
     Topic::new("commu-ws", ws)
@@ -48,80 +52,86 @@ pub(crate) struct CommuCtx {
     pub workspace_id: String,
 }
 
-/// Whether the client asked for an acknowledgement.
-struct AckRequested(bool);
+/// The handler of the namespaces `/socket/{name}`.
+pub(crate) struct CommunityNs(pub Weak<Realtime>);
 
-impl<A: socketioxide::adapter::Adapter> FromMessageParts<A> for AckRequested {
-    type Error = Infallible;
-    fn from_message_parts(
-        _: &Arc<Socket<A>>,
-        _: &mut socketioxide::handler::Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Infallible> {
-        Ok(AckRequested(ack_id.is_some()))
+impl Handler for CommunityNs {
+    /// Authenticates in the handshake: a refusal is the client's `connect_error`.
+    fn connect(
+        &self,
+        socket: Arc<Socket>,
+        auth: Option<Value>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        let rt = self.0.upgrade();
+        Box::pin(async move {
+            let rt = rt.ok_or_else(|| "Server is shutting down".to_owned())?;
+            handshake(rt, socket, auth).await.map_err(str::to_owned)
+        })
+    }
+
+    fn event(&self, socket: Arc<Socket>, event: Event) -> BoxFuture<'static, ()> {
+        let rt = self.0.upgrade();
+        Box::pin(async move {
+            if let Some(rt) = rt {
+                on_event(rt, socket, event).await;
+            }
+        })
+    }
+
+    fn malformed(
+        &self,
+        socket: Arc<Socket>,
+        ack: Option<u64>,
+        error: &'static str,
+    ) -> BoxFuture<'static, ()> {
+        let m = format!("Malformed packet: {error}");
+        answer(&socket, ack, json!({ "error": m }), Some(m.clone()));
+        Box::pin(std::future::ready(()))
+    }
+
+    fn disconnect(&self, socket: Arc<Socket>, _reason: Reason) -> BoxFuture<'static, ()> {
+        let rt = self.0.upgrade();
+        Box::pin(async move {
+            if let Some(rt) = rt {
+                let id = socket.id();
+                rt.forget_bucket(id);
+                rt.take_commu(id);
+                rt.hub.unregister(id);
+            }
+        })
     }
 }
 
-/// A refused handshake: its text is the client's `connect_error` message.
-#[derive(Debug)]
-struct Refused(&'static str);
-
-impl std::fmt::Display for Refused {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-pub(crate) fn register(rt: &Arc<Realtime>) {
-    let io = rt.io.clone();
-    let rt = rt.clone();
-    // Authentication and handler registration happen in connect middleware,
-    // which socketioxide awaits before acknowledging the connection.
-    let handshake = move |socket: SocketRef, TryData(auth): TryData<Value>| {
-        let rt = rt.clone();
-        async move { handshake(rt, socket, auth.ok()).await }
-    };
-    let connected = |_: SocketRef| std::future::ready(());
-    if let Err(e) = io.dyn_ns("/socket/{name}", connected.with(handshake)) {
-        tracing::error!(error = %e, "cannot register the community namespaces");
-    }
-}
-
-fn token_of(socket: &SocketRef, auth: Option<&Value>) -> Option<String> {
+fn token_of(socket: &Socket, auth: Option<&Value>) -> Option<String> {
     if let Some(t) = auth.and_then(|a| a.get("token")).and_then(Value::as_str) {
         return Some(t.to_owned());
     }
-    let headers = &socket.req_parts().headers;
-    headers
-        .get("token")
-        .or_else(|| headers.get("authorization"))
-        .and_then(|v| v.to_str().ok())
+    socket
+        .header("token")
+        .or_else(|| socket.header("authorization"))
         .map(str::to_owned)
 }
 
 async fn handshake(
     rt: Arc<Realtime>,
-    socket: SocketRef,
+    socket: Arc<Socket>,
     auth: Option<Value>,
-) -> Result<(), Refused> {
+) -> Result<(), &'static str> {
     let Some(ws) = socket
         .ns()
         .strip_prefix("/socket/commu-")
         .map(str::to_owned)
     else {
-        return Err(Refused("Forbidden"));
+        return Err("Forbidden");
     };
-    let token = token_of(&socket, auth.as_ref()).ok_or(Refused("Unauthorized"))?;
-    let caller = rt
-        .domain
-        .community_auth(&token, &ws)
-        .await
-        .map_err(Refused)?;
+    let token = token_of(&socket, auth.as_ref()).ok_or("Unauthorized")?;
+    let caller = rt.domain.community_auth(&token, &ws).await?;
     let ws = uuid::Uuid::parse_str(&ws)
-        .map_err(|_| Refused("Forbidden"))?
+        .map_err(|_| "Forbidden")?
         .to_string();
-    let id = socket.id.to_string();
-    rt.hub.register(Arc::new(SioConn::new(socket.clone())));
+    let id = socket.id().clone();
+    let conn: Arc<dyn Connection> = socket;
+    rt.hub.register(conn);
     for t in [
         topic_ws(&ws),
         topic_member(&ws, &caller.user_id),
@@ -131,27 +141,22 @@ async fn handshake(
         rt.hub.join(&id, t);
     }
     rt.set_commu(
-        id.as_str().into(),
+        id,
         CommuCtx {
             caller,
             workspace_id: ws,
         },
     );
-    on_connect(rt, socket);
     Ok(())
 }
 
 /// Answers through the ack when one was asked for; otherwise reports a failure
 /// as `failed-to-send-message`.
-fn answer(s: &SocketRef, ack: AckSender, requested: bool, reply: Value, failure: Option<String>) {
-    if requested {
-        if let Err(e) = ack.send(&reply) {
-            tracing::debug!(socket = %s.id, error = %e, "could not acknowledge");
-        }
+fn answer(s: &Socket, ack: Option<u64>, reply: Value, failure: Option<String>) {
+    if let Some(id) = ack {
+        let _full = s.ack(id, &reply);
     } else if let Some(m) = failure {
-        if let Err(e) = s.emit("failed-to-send-message", &json!({ "message": m })) {
-            tracing::debug!(socket = %s.id, error = %e, "could not report a failure");
-        }
+        let _full = s.emit("failed-to-send-message", &json!({ "message": m }));
     }
 }
 
@@ -164,11 +169,12 @@ enum Op {
 }
 
 impl Op {
-    fn event(self) -> &'static str {
-        match self {
-            Op::Join => "join",
-            Op::Chat => "chat",
-            Op::Invite => "invite-users-to-channel",
+    fn parse(event: &str) -> Option<Op> {
+        match event {
+            "join" => Some(Op::Join),
+            "chat" => Some(Op::Chat),
+            "invite-users-to-channel" => Some(Op::Invite),
+            _ => None,
         }
     }
 
@@ -197,57 +203,30 @@ impl Op {
     }
 }
 
-fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
-    for op in [Op::Join, Op::Chat, Op::Invite] {
-        let r = rt.clone();
-        socket.on(
-            op.event(),
-            move |s: SocketRef,
-                  TryData(v): TryData<Value>,
-                  ack: AckSender,
-                  AckRequested(req): AckRequested| {
-                let rt = r.clone();
-                async move {
-                    let id = s.id.to_string();
-                    let result = if rt.admit(&id) {
-                        op.run(&rt, &id, v.ok()).await
-                    } else {
-                        Err(rate_limited())
-                    };
-                    match result {
-                        Ok(reply) => answer(&s, ack, req, reply, None),
-                        Err(e) => {
-                            let m = message(&e);
-                            answer(&s, ack, req, op.failure(&m), Some(m));
-                        }
-                    }
-                }
-            },
-        );
+async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
+    let id = s.id().clone();
+    let admitted = rt.admit(&id);
+    let Some(op) = Op::parse(&ev.name) else {
+        let m = if admitted {
+            format!("Unknown event {:?}", ev.name)
+        } else {
+            rate_limited().to_string()
+        };
+        let _full = s.emit("failed-to-send-message", &json!({ "message": m }));
+        return;
+    };
+    let result = if admitted {
+        op.run(&rt, &id, ev.args.into_iter().next()).await
+    } else {
+        Err(rate_limited())
+    };
+    match result {
+        Ok(reply) => answer(&s, ev.ack, reply, None),
+        Err(e) => {
+            let m = message(&e);
+            answer(&s, ev.ack, op.failure(&m), Some(m));
+        }
     }
-    let r = rt.clone();
-    socket.on_fallback(move |s: SocketRef, Event(event): Event| {
-        let rt = r.clone();
-        async move {
-            let m = if rt.admit(&s.id.to_string()) {
-                format!("Unknown event {event:?}")
-            } else {
-                rate_limited().to_string()
-            };
-            if let Err(e) = s.emit("failed-to-send-message", &json!({ "message": m })) {
-                tracing::debug!(socket = %s.id, error = %e, "could not report a failure");
-            }
-        }
-    });
-    socket.on_disconnect(move |s: SocketRef| {
-        let rt = rt.clone();
-        async move {
-            let id = s.id.to_string();
-            rt.forget_bucket(&id);
-            rt.take_commu(&id);
-            rt.hub.unregister(&id);
-        }
-    });
 }
 
 fn rate_limited() -> DomainError {

@@ -1,10 +1,10 @@
-//! The Socket.IO front door (socketioxide, on the HTTP server's port).
+//! The Socket.IO front door (our own Engine.IO/Socket.IO transport,
+//! [`huddle_sio`], on the HTTP server's port).
 //!
-//! socketioxide stays inside this module, behind the core's small interface:
-//! a socket is a [`Connection`](huddle_core::Connection) that the core
+//! A socket is a [`Connection`](huddle_core::Connection) that the core
 //! [`Hub`] delivers already-encoded frames to; topics and fan-out belong to the
-//! hub, audiences to [`delivery`], rules to the domain. Replacing the transport
-//! touches only this module.
+//! hub, audiences to [`delivery`], rules to the domain, and this module only
+//! maps client events to domain calls.
 //!
 //! Topics a workspace socket subscribes to: `workspace:{ws}`, `public:{ws}`
 //! (non-guests: those who see public channels), `member:{ws}:{user}`,
@@ -12,17 +12,15 @@
 //! and `conversation:{id}` while its device is in a call there.
 
 mod community_ns;
-mod conn;
 mod delivery;
 mod workspace_ns;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use socketioxide::layer::SocketIoLayer;
-use socketioxide::SocketIo;
+use huddle_sio::{Handler, SioServer, Socket};
 
 use huddle_core::{ConnId, Hub, TokenBucket, Topic};
 use huddle_domain::roles::WorkspaceRole;
@@ -62,10 +60,12 @@ pub struct Realtime {
     commu: Mutex<HashMap<ConnId, community_ns::CommuCtx>>,
     /// Inbound rate limit per socket (connected, authenticated or not).
     buckets: Mutex<HashMap<ConnId, TokenBucket>>,
+    /// Sockets of namespace `/` not yet authenticated, with their deadline.
+    unauthenticated: Mutex<HashMap<ConnId, (Instant, Arc<Socket>)>>,
     settings: SocketIoSettings,
     inbound: AtomicU64,
     refused: AtomicU64,
-    io: SocketIo,
+    sio: SioServer,
 }
 
 pub(crate) fn topic_workspace(ws: &str) -> Topic {
@@ -91,30 +91,89 @@ pub(crate) fn topic_conversation(ch: &str) -> Topic {
 }
 
 impl Realtime {
-    /// Builds the Socket.IO layer and registers namespace `/`.
-    pub fn new(domain: Arc<Domain>, settings: SocketIoSettings) -> (SocketIoLayer, Arc<Realtime>) {
-        let (layer, io) = SocketIo::builder()
-            .max_payload(settings.max_payload)
-            .ws_max_message_size(usize::try_from(settings.max_payload).unwrap_or(usize::MAX))
-            .ws_max_frame_size(usize::try_from(settings.max_payload).unwrap_or(usize::MAX))
-            .max_buffer_size(settings.outbound_queue)
-            .ping_interval(settings.ping_interval)
-            .ping_timeout(settings.ping_timeout)
-            .build_layer();
-        let rt = Arc::new(Realtime {
-            domain,
-            hub: Arc::new(Hub::new()),
-            sockets: Mutex::default(),
-            commu: Mutex::default(),
-            buckets: Mutex::default(),
-            settings,
-            inbound: AtomicU64::new(0),
-            refused: AtomicU64::new(0),
-            io,
-        });
-        workspace_ns::register(&rt);
-        community_ns::register(&rt);
-        (layer, rt)
+    /// Builds the Socket.IO server: namespace `/` (workspace events) and
+    /// `/socket/{name}` (community chat; only `commu-{id}` names are accepted).
+    pub fn new(domain: Arc<Domain>, settings: SocketIoSettings) -> Arc<Realtime> {
+        Arc::new_cyclic(|me: &Weak<Realtime>| {
+            let root: Arc<dyn Handler> = Arc::new(workspace_ns::WorkspaceNs(me.clone()));
+            let community: Arc<dyn Handler> = Arc::new(community_ns::CommunityNs(me.clone()));
+            let config = huddle_sio::Config {
+                ping_interval: settings.ping_interval,
+                ping_timeout: settings.ping_timeout,
+                max_payload: usize::try_from(settings.max_payload).unwrap_or(usize::MAX),
+                outbound_queue: settings.outbound_queue,
+                keep_headers: community_ns::HANDSHAKE_HEADERS.to_vec(),
+                ..huddle_sio::Config::default()
+            };
+            let sio = SioServer::new(config, move |ns| {
+                if ns == "/" {
+                    Some(root.clone())
+                } else if ns.starts_with("/socket/") {
+                    Some(community.clone())
+                } else {
+                    None
+                }
+            });
+            Realtime {
+                domain,
+                hub: Arc::new(Hub::new()),
+                sockets: Mutex::default(),
+                commu: Mutex::default(),
+                buckets: Mutex::default(),
+                unauthenticated: Mutex::default(),
+                settings,
+                inbound: AtomicU64::new(0),
+                refused: AtomicU64::new(0),
+                sio,
+            }
+        })
+    }
+
+    /// The routes of `/socket.io/`, to merge into the HTTP router.
+    pub fn router<S: Clone + Send + Sync + 'static>(&self) -> axum::Router<S> {
+        self.sio.router()
+    }
+
+    /// Starts the auth timeout of a socket of namespace `/`.
+    pub(crate) fn await_auth(&self, socket: Arc<Socket>) {
+        let deadline = Instant::now() + self.domain.realtime().auth_timeout;
+        self.unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(socket.id().clone(), (deadline, socket));
+    }
+
+    /// The socket authenticated or left: its auth timeout no longer applies.
+    pub(crate) fn auth_settled(&self, id: &str) {
+        self.unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// Disconnects the sockets whose auth timeout has passed.
+    fn expire_unauthenticated(&self) {
+        let now = Instant::now();
+        let expired: Vec<Arc<Socket>> = {
+            let mut pending = self
+                .unauthenticated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let ids: Vec<ConnId> = pending
+                .iter()
+                .filter(|(_, (deadline, _))| *deadline <= now)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter()
+                .filter_map(|id| pending.remove(id).map(|(_, s)| s))
+                .collect()
+        };
+        for s in expired {
+            if self.ctx(s.id()).is_none() {
+                tracing::info!(socket = %s.id(), reason = "auth_timeout", "closing socket");
+                s.disconnect();
+            }
+        }
     }
 
     /// Counts an inbound event and applies the socket's rate limit.
@@ -217,6 +276,7 @@ impl Realtime {
                 let mut tick = tokio::time::interval(Duration::from_millis(250));
                 loop {
                     tick.tick().await;
+                    rt.expire_unauthenticated();
                     if let Err(e) = rt.domain.expire_presence().await {
                         tracing::error!(error = %e, "presence expiry failed");
                     }
@@ -227,17 +287,10 @@ impl Realtime {
     }
 
     /// Graceful shutdown: every socket gets a Socket.IO disconnect packet
-    /// (clients see `io server disconnect`, not a transport error), then, once
-    /// they are gone or after two seconds, the transports are closed.
+    /// (clients see `io server disconnect`, not a transport error), then the
+    /// transports close once that is written (at most two seconds).
     pub async fn close(&self) {
-        for socket in self.io.sockets() {
-            let _already_closed = socket.disconnect();
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !self.io.sockets().is_empty() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.io.close().await;
+        self.sio.close(Duration::from_secs(2)).await;
     }
 
     /// Prometheus text for the Socket.IO front door.

@@ -1,17 +1,18 @@
 //! Namespace `/`: the workspace events API of seeds 000/001 (SPEC §3). The
-//! socket is subscribe-only apart from `auth`, `logout` and
-//! `conversation-broadcast`; everything else goes through REST with `?socketId=`.
+//! socket is subscribe-only apart from `auth`, `logout`,
+//! `conversation-broadcast` and `ping` (an acknowledged echo, for latency
+//! checks); everything else goes through REST with `?socketId=`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
-use socketioxide::extract::{Event, SocketRef, TryData};
-use socketioxide::handler::ConnectHandler;
 
+use huddle_core::Connection;
 use huddle_domain::roles::WorkspaceRole;
 use huddle_domain::{DomainError, SocketAuthInput};
+use huddle_sio::{Event, Handler, Reason, Socket};
 
-use super::conn::SioConn;
 use super::{
     topic_channel, topic_conversation, topic_member, topic_public, topic_session, topic_user,
     topic_workspace, Realtime, SocketCtx,
@@ -20,20 +21,58 @@ use super::{
 /// What a client hears when it sends faster than its rate limit.
 const RATE_LIMITED: &str = "Too many events: slow down";
 
-pub(crate) fn register(rt: &Arc<Realtime>) {
-    let io = rt.io.clone();
-    let rt = rt.clone();
-    // socketioxide acknowledges the connection *before* it calls the connect
-    // handler, and the client's first packet may be dispatched on another worker
-    // in between: handlers registered there could miss an immediate `auth`.
-    // Connect middleware is awaited before the acknowledgement, so the event
-    // handlers are registered in it.
-    let register_handlers = move |socket: SocketRef| {
-        on_connect(rt.clone(), socket);
-        std::future::ready(Ok::<(), std::convert::Infallible>(()))
-    };
-    let connected = |_: SocketRef| std::future::ready(());
-    io.ns("/", connected.with(register_handlers));
+/// The handler of namespace `/`.
+pub(crate) struct WorkspaceNs(pub Weak<Realtime>);
+
+impl Handler for WorkspaceNs {
+    fn connect(
+        &self,
+        socket: Arc<Socket>,
+        _auth: Option<Value>,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        // Anyone may connect; `auth` must follow within the auth timeout.
+        let rt = self.0.upgrade();
+        Box::pin(async move {
+            let rt = rt.ok_or_else(|| "Server is shutting down".to_owned())?;
+            rt.await_auth(socket);
+            Ok(())
+        })
+    }
+
+    fn event(&self, socket: Arc<Socket>, event: Event) -> BoxFuture<'static, ()> {
+        let rt = self.0.upgrade();
+        Box::pin(async move {
+            if let Some(rt) = rt {
+                on_event(rt, socket, event).await;
+            }
+        })
+    }
+
+    fn malformed(
+        &self,
+        socket: Arc<Socket>,
+        _ack: Option<u64>,
+        error: &'static str,
+    ) -> BoxFuture<'static, ()> {
+        api_error(&socket, "", None, &format!("Malformed packet: {error}"));
+        Box::pin(std::future::ready(()))
+    }
+
+    fn disconnect(&self, socket: Arc<Socket>, _reason: Reason) -> BoxFuture<'static, ()> {
+        let rt = self.0.upgrade();
+        Box::pin(async move {
+            let Some(rt) = rt else { return };
+            let id = socket.id();
+            rt.forget_bucket(id);
+            rt.auth_settled(id);
+            if rt.take_ctx(id).is_some() {
+                rt.hub.unregister(id);
+                if let Err(e) = rt.domain.socket_closed(id, false).await {
+                    tracing::error!(error = %e, "disconnect cleanup failed");
+                }
+            }
+        })
+    }
 }
 
 /// The text a client sees for a failed event. Internal errors are logged and
@@ -48,142 +87,90 @@ pub(super) fn message(e: &DomainError) -> String {
     }
 }
 
-/// Reports a failed client event on both error channels.
-fn api_error(s: &SocketRef, event: &str, transaction: Option<&str>, message: &str) {
-    if let Err(e) = s.emit(
+/// Reports a failed client event on both error channels. (A full queue
+/// already disconnected the client as a slow consumer.)
+fn api_error(s: &Socket, event: &str, transaction: Option<&str>, message: &str) {
+    let _full = s.emit(
         "socket-api-error",
         &json!({"event": event, "message": message}),
-    ) {
-        tracing::debug!(socket = %s.id, error = %e, "could not report a socket error");
-    }
+    );
     if let Some(t) = transaction {
-        if let Err(e) = s.emit(
-            format!("socket-api-error-{t}"),
+        let _full = s.emit(
+            &format!("socket-api-error-{t}"),
             &json!({"message": message}),
-        ) {
-            tracing::debug!(socket = %s.id, error = %e, "could not report a socket error");
-        }
+        );
     }
 }
 
-fn transaction_of(v: &Result<Value, impl std::fmt::Debug>) -> Option<String> {
-    v.as_ref()
-        .ok()
-        .and_then(|v| v.get("transaction"))
+fn transaction_of(v: &Value) -> Option<String> {
+    v.get("transaction")
         .and_then(Value::as_str)
         .map(str::to_owned)
 }
 
-fn on_connect(rt: Arc<Realtime>, socket: SocketRef) {
-    // Unauthenticated sockets are closed after the auth timeout.
-    {
-        let (rt, s) = (rt.clone(), socket.clone());
-        let timeout = rt.domain.realtime().auth_timeout;
-        tokio::spawn(async move {
-            tokio::time::sleep(timeout).await;
-            if s.connected() && rt.ctx(&s.id.to_string()).is_none() {
-                tracing::info!(socket = %s.id, reason = "auth_timeout", "closing socket");
-                let _already_closed = s.disconnect();
-            }
-        });
+async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
+    let id = s.id().clone();
+    let transaction = transaction_of(ev.data());
+    // Leaving is never refused.
+    if ev.name != "logout" && !rt.admit(&id) {
+        return api_error(&s, &ev.name, transaction.as_deref(), RATE_LIMITED);
     }
-    let r = rt.clone();
-    socket.on("auth", move |s: SocketRef, TryData(v): TryData<Value>| {
-        let rt = r.clone();
-        async move {
-            if !rt.admit(&s.id.to_string()) {
-                return api_error(&s, "auth", transaction_of(&v).as_deref(), RATE_LIMITED);
-            }
-            auth(rt, s, v.map_err(|e| e.to_string())).await
-        }
-    });
-    let r = rt.clone();
-    socket.on("logout", move |s: SocketRef| {
-        let rt = r.clone();
-        async move {
-            let id = s.id.to_string();
+    match ev.name.as_str() {
+        "auth" => auth(rt, s, ev.data(), transaction).await,
+        "logout" => {
             if rt.take_ctx(&id).is_some() {
                 rt.hub.unregister(&id);
                 if let Err(e) = rt.domain.socket_closed(&id, true).await {
                     tracing::error!(error = %e, "logout cleanup failed");
                 }
             }
-            let _already_closed = s.disconnect();
+            s.disconnect();
         }
-    });
-    let r = rt.clone();
-    socket.on(
-        "conversation-broadcast",
-        move |s: SocketRef, TryData(v): TryData<Value>| {
-            let rt = r.clone();
-            async move {
-                let transaction = transaction_of(&v);
-                let fail =
-                    |m: &str| api_error(&s, "conversation-broadcast", transaction.as_deref(), m);
-                let id = s.id.to_string();
-                if !rt.admit(&id) {
-                    return fail(RATE_LIMITED);
-                }
-                if rt.ctx(&id).is_none() {
-                    return fail("Socket is not authenticated");
-                }
-                let Some(obj) = v.ok().filter(Value::is_object) else {
-                    return fail("Invalid data format for \"conversation-broadcast\" event");
-                };
-                let action = obj.get("action").cloned().unwrap_or(Value::Null);
-                let data = obj.get("data").cloned().unwrap_or(Value::Null);
-                if let Err(e) = rt.domain.conversation_broadcast(&id, action, data) {
-                    fail(&message(&e));
-                }
+        "conversation-broadcast" => {
+            let fail = |m: &str| api_error(&s, "conversation-broadcast", transaction.as_deref(), m);
+            if rt.ctx(&id).is_none() {
+                return fail("Socket is not authenticated");
             }
-        },
-    );
-    let r = rt.clone();
-    socket.on_fallback(move |s: SocketRef, Event(event): Event| {
-        let rt = r.clone();
-        async move {
-            let message = if rt.admit(&s.id.to_string()) {
-                "Unknown event"
-            } else {
-                RATE_LIMITED
+            let Some(obj) = Some(ev.data()).filter(|v| v.is_object()) else {
+                return fail("Invalid data format for \"conversation-broadcast\" event");
             };
-            api_error(&s, &event, None, message);
-        }
-    });
-    let r = rt;
-    socket.on_disconnect(move |s: SocketRef| {
-        let rt = r.clone();
-        async move {
-            let id = s.id.to_string();
-            rt.forget_bucket(&id);
-            if rt.take_ctx(&id).is_some() {
-                rt.hub.unregister(&id);
-                if let Err(e) = rt.domain.socket_closed(&id, false).await {
-                    tracing::error!(error = %e, "disconnect cleanup failed");
-                }
+            let action = obj.get("action").cloned().unwrap_or(Value::Null);
+            let data = obj.get("data").cloned().unwrap_or(Value::Null);
+            if let Err(e) = rt.domain.conversation_broadcast(&id, action, data) {
+                fail(&message(&e));
             }
         }
-    });
+        // An acknowledged echo of the arguments, for round-trip checks.
+        "ping" => match ev.ack {
+            Some(ack) => {
+                let _full = s.ack_args(ack, &ev.args);
+            }
+            None => api_error(
+                &s,
+                "ping",
+                transaction.as_deref(),
+                "ping needs an acknowledgement",
+            ),
+        },
+        other => api_error(&s, other, None, "Unknown event"),
+    }
 }
 
-async fn auth(rt: Arc<Realtime>, s: SocketRef, v: Result<Value, String>) {
-    let id = s.id.to_string();
-    let transaction = transaction_of(&v);
+async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: &Value, transaction: Option<String>) {
+    let id = s.id().clone();
     let fail = |m: &str| api_error(&s, "auth", transaction.as_deref(), m);
     if rt.ctx(&id).is_some() {
         return fail("Socket is already authenticated");
     }
-    let Some(input) = v
-        .ok()
-        .and_then(|v| serde_json::from_value::<SocketAuthInput>(v).ok())
-    else {
+    let Ok(input) = serde_json::from_value::<SocketAuthInput>(v.clone()) else {
         return fail("Invalid data format for \"auth\" event");
     };
     let auth = match rt.domain.socket_auth(&id, input).await {
         Ok(a) => a,
         Err(e) => return fail(&message(&e)),
     };
-    rt.hub.register(Arc::new(SioConn::new(s.clone())));
+    let conn: Arc<dyn Connection> = s.clone();
+    rt.hub.register(conn);
     let mut topics = vec![
         topic_workspace(&auth.workspace_id),
         topic_member(&auth.workspace_id, &auth.user_id),
@@ -201,13 +188,14 @@ async fn auth(rt: Arc<Realtime>, s: SocketRef, v: Result<Value, String>) {
         rt.hub.join(&id, t);
     }
     rt.set_ctx(
-        id.as_str().into(),
+        id.clone(),
         SocketCtx {
             user_id: auth.user_id.clone(),
             workspace_id: auth.workspace_id.clone(),
             role: auth.role,
         },
     );
+    rt.auth_settled(&id);
     // The socket may have gone while we authenticated: whoever takes the
     // context first cleans up, so it happens exactly once.
     if !s.connected() {
@@ -225,7 +213,5 @@ async fn auth(rt: Arc<Realtime>, s: SocketRef, v: Result<Value, String>) {
         "onlineStatus": auth.online_status,
         "reconnected": auth.reconnected,
     });
-    if let Err(e) = s.emit("auth-success", &reply) {
-        tracing::debug!(socket = %id, error = %e, "could not send auth-success");
-    }
+    let _full = s.emit("auth-success", &reply);
 }

@@ -1,0 +1,23 @@
+//! An Engine.IO v4 / Socket.IO v5 server transport, written for memory and
+//! fan-out: one task per websocket connection, one bounded outbound queue per
+//! connection that holds nothing while idle, and frames encoded once per
+//! publication and shared by every receiver (see [`huddle_core::Frame::wire`]).
+//!
+//! It knows protocols, not business rules: a namespace is served by a
+//! [`Handler`] that accepts or refuses clients and handles their events.
+//!
+//! Supported: websocket and long-polling transports with the websocket
+//! upgrade, heartbeats, namespaces (several per connection), acknowledgements
+//! of client events, connect errors. Not supported: binary attachments (a
+//! binary event is answered through [`Handler::malformed`]), server-to-client
+//! acknowledgements, JSONP polling.
+
+mod engine;
+mod packet;
+mod polling;
+mod server;
+mod socket;
+mod ws;
+
+pub use server::{Config, SioServer};
+pub use socket::{Event, Handler, Reason, Socket};
