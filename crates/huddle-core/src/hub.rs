@@ -208,6 +208,11 @@ impl Hub {
         let mut m = self.maps();
         let Some(conn) = m.conns.get(id) else { return };
         let conn_id = conn.id().clone();
+        // Every subscriber shares the topic's one name allocation.
+        let topic = match m.topics.get_key_value(&topic) {
+            Some((existing, _)) => existing.clone(),
+            None => topic,
+        };
         m.topics
             .entry(topic.clone())
             .or_default()
@@ -364,11 +369,18 @@ mod tests {
         };
         let a: Arc<str> = f.wire("/", wrap);
         let b: Arc<str> = f.wire("/", wrap);
-        assert!(Arc::ptr_eq(&a, &b), "the second receiver shares the first encoding");
+        assert!(
+            Arc::ptr_eq(&a, &b),
+            "the second receiver shares the first encoding"
+        );
         assert_eq!(&*a, "42[\"e\",{\"x\":1}]");
         let other: Arc<str> = f.wire("/other", wrap);
         assert!(!Arc::ptr_eq(&a, &other));
-        assert_eq!(calls.load(Ordering::Relaxed), 2, "one encoding per distinct key");
+        assert_eq!(
+            calls.load(Ordering::Relaxed),
+            2,
+            "one encoding per distinct key"
+        );
         assert_eq!(f.clone().event, f.event, "a copy keeps event and payload");
     }
 

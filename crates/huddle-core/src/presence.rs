@@ -165,8 +165,12 @@ impl Presence {
 
     /// Registers a newly authenticated device. Returns the user's new aggregate
     /// status when it changed.
-    pub fn attach(&self, device: Device) -> Result<Option<OnlineStatus>, PresenceError> {
+    pub fn attach(&self, mut device: Device) -> Result<Option<OnlineStatus>, PresenceError> {
         let mut inner = self.lock();
+        // A user's devices share one allocation of the user id.
+        if let Some((user, _)) = inner.by_user.get_key_value(&device.user_id) {
+            device.user_id = user.clone();
+        }
         let count = inner.by_user.get(&device.user_id).map_or(0, HashSet::len);
         if count >= self.max_per_user {
             return Err(PresenceError::TooManyConnections(self.max_per_user));

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{HeaderName, HeaderValue};
+use futures::task::AtomicWaker;
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -66,8 +67,10 @@ pub(crate) struct EngineConn {
     pub sid: Arc<str>,
     server: Arc<Inner>,
     out: Mutex<Outbox>,
-    /// Wakes the writer: the websocket task or the pending long-poll.
+    /// Wakes the pending long-poll (and the upgrade).
     pub wake: Notify,
+    /// Wakes the websocket task.
+    pub ws_waker: AtomicWaker,
     sockets: Mutex<Vec<Arc<Socket>>>,
     headers: Box<[(HeaderName, HeaderValue)]>,
     transport: AtomicU8,
@@ -96,6 +99,7 @@ impl EngineConn {
             server,
             out: Mutex::default(),
             wake: Notify::new(),
+            ws_waker: AtomicWaker::new(),
             sockets: Mutex::default(),
             headers,
             transport: AtomicU8::new(transport),
@@ -137,6 +141,7 @@ impl EngineConn {
         drop(out);
         if was_empty {
             self.wake.notify_one();
+            self.ws_waker.wake();
         }
         Ok(())
     }
@@ -162,11 +167,23 @@ impl EngineConn {
         }
         self.wake.notify_waiters();
         self.wake.notify_one();
+        self.ws_waker.wake();
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
         tracing::debug!(sid = %self.sid, ?reason, "engine.io session closed");
-        self.server.forget(&self.sid);
+        let final_poll = self.transport() != WEBSOCKET && !lock(&self.out).queue.is_empty();
+        if final_poll {
+            // A polling client gets its last packets (e.g. `41`) on its next
+            // poll; the session stays findable until then, or a ping timeout.
+            let (server, sid) = (self.server.clone(), self.sid.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(server.cfg.ping_timeout).await;
+                server.forget(&sid);
+            });
+        } else {
+            self.server.forget(&self.sid);
+        }
         let sockets = std::mem::take(&mut *lock(&self.sockets));
         for s in sockets {
             if s.leave() {
@@ -189,7 +206,9 @@ impl EngineConn {
     /// The writer has finished (or there is none to wait for).
     pub fn is_drained(&self) -> bool {
         self.writer_done.load(Ordering::Acquire)
-            || (self.transport() == POLLING && !self.polling.load(Ordering::Acquire))
+            || (self.transport() == POLLING
+                && !self.polling.load(Ordering::Acquire)
+                && lock(&self.out).queue.is_empty())
     }
 
     /// The writer (websocket task or final long-poll) has written its last packet.
@@ -325,7 +344,11 @@ impl EngineConn {
                 }
             }
         };
-        let socket = Arc::new(Socket::new(self.clone(), ns.into(), handler.clone()));
+        let socket = Arc::new(Socket::new(
+            self.clone(),
+            self.server.ns_name(ns),
+            handler.clone(),
+        ));
         lock(&self.sockets).push(socket.clone());
         let conn = self.clone();
         tokio::spawn(async move {

@@ -61,6 +61,7 @@ pub(crate) async fn poll(conn: Arc<EngineConn>) -> Response {
                     body.push('1');
                 }
                 conn.set_writer_done();
+                conn.server().forget(&conn.sid);
             }
             return text(body);
         }

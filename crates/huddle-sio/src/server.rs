@@ -55,6 +55,7 @@ pub(crate) struct Inner {
     resolve: Box<Resolve>,
     conns: Mutex<HashMap<Arc<str>, Arc<EngineConn>>>,
     opened: AtomicU64,
+    root: Arc<str>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -64,6 +65,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Inner {
     pub fn handler(&self, ns: &str) -> Option<Arc<dyn Handler>> {
         (self.resolve)(ns)
+    }
+
+    /// The namespace's name; the root's is shared by all its sockets.
+    pub fn ns_name(&self, ns: &str) -> Arc<str> {
+        if ns == "/" {
+            self.root.clone()
+        } else {
+            ns.into()
+        }
     }
 
     pub fn forget(&self, sid: &str) {
@@ -116,6 +126,7 @@ impl SioServer {
                 resolve: Box::new(resolve),
                 conns: Mutex::default(),
                 opened: AtomicU64::new(0),
+                root: "/".into(),
             }),
         }
     }
