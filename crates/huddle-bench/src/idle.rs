@@ -1,225 +1,346 @@
-//! `sio-idle`: N authenticated Socket.IO connections on namespace `/`, held
-//! open (answering Engine.IO pings); reports the server's RSS per connection.
-//! Speaks raw Engine.IO v4 / Socket.IO v5 over websocket.
+//! `sio-idle`: N Socket.IO connections on namespace `/`, held open (answering
+//! Engine.IO pings); reports the server's RSS per connection. Against huddle
+//! each socket authenticates (`auth` → `auth-success`, 16 sockets per
+//! account); against a peer it only connects the namespace.
+//!
+//! Every process here may open at most 20,000 files, so the connections are
+//! spread over child processes (this binary re-executed in a hidden mode, one
+//! line of work per connection on its stdin), and their source addresses
+//! round-robin over 127.0.0.1..K to pass the ~28k ephemeral ports of one
+//! address.
 
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures::StreamExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::api::Api;
 use crate::procstat;
+use crate::report::{mib, Summary};
+use crate::sio::{self, Server, Sources, Target, Ws};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// HTTP base of the server, e.g. http://127.0.0.1:3000
     #[arg(long, default_value = "http://127.0.0.1:3000")]
     url: String,
+    #[arg(long, value_enum, default_value_t = Target::Huddle)]
+    target: Target,
     #[arg(long, default_value_t = 5000)]
     connections: usize,
     /// The server's PID, for its RSS.
     #[arg(long)]
     server_pid: Option<u32>,
-    /// Connections opened at once.
+    /// Connections being opened at once, per child process.
     #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Child processes holding the connections; 0: one per 5,000.
+    #[arg(long, default_value_t = 0)]
+    procs: usize,
+    /// Source addresses 127.0.0.1..K, round-robin (0: the kernel chooses).
+    #[arg(long, default_value_t = 4)]
+    source_addrs: u8,
+    /// huddle: accounts per workspace (0: all in one workspace). Every
+    /// account coming online is announced to its whole workspace, so one
+    /// workspace of 1,000+ accounts floods every socket while connecting;
+    /// 64 accounts (1,024 sockets) keeps the set-up traffic small.
+    #[arg(long, default_value_t = 64)]
+    workspace_size: usize,
+    /// Seconds to let the server settle before reading its memory.
+    #[arg(long, default_value_t = 3)]
+    settle: u64,
+}
+
+/// The hidden child mode: reads `TOKEN WORKSPACE` lines (`- -` for a peer)
+/// up to an empty line, opens one connection per line, prints
+/// `READY connected=C failed=F`, then holds them until stdin closes,
+/// answering a `count` line with `ALIVE N` (connections still open).
+#[derive(clap::Args)]
+pub struct ChildArgs {
+    #[arg(long)]
+    url: String,
+    #[arg(long, value_enum)]
+    target: Target,
+    /// Global index of this child's first connection (for source addresses).
+    #[arg(long)]
+    first: usize,
+    #[arg(long)]
+    source_addrs: u8,
+    #[arg(long)]
     batch: usize,
 }
 
-/// Sockets per account (the server allows 16).
+/// Sockets per account (huddle allows 16).
 const PER_USER: usize = 16;
+/// Connections per child process when `--procs` is 0.
+const PER_CHILD: usize = 5000;
 
-async fn post(
-    http: &reqwest::Client,
-    url: String,
-    token: Option<&str>,
-    body: Value,
-) -> Result<Value, String> {
-    let mut req = http.post(url).json(&body);
-    if let Some(t) = token {
-        req = req.bearer_auth(t);
+/// Opens one connection: namespace `/`, and huddle's `auth`.
+async fn connect(
+    server: &Server,
+    source: Option<std::net::Ipv4Addr>,
+    target: Target,
+    work: &str,
+) -> Result<Ws, String> {
+    let (mut ws, _sid) = sio::connect(server, source, "/", None).await?;
+    if target == Target::Huddle {
+        let (token, workspace) = work
+            .split_once(' ')
+            .ok_or("a work line without token and workspace")?;
+        sio::huddle_auth(&mut ws, token, workspace).await?;
     }
-    let r = req.send().await.map_err(|e| e.to_string())?;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        return Err(format!("{status}: {v}"));
-    }
-    Ok(v)
-}
-
-/// Accounts, one workspace they all belong to: (tokens, workspace id).
-async fn accounts(base: &str, n: usize) -> Result<(Vec<String>, String), String> {
-    let http = reqwest::Client::new();
-    let run = std::process::id();
-    let mut tokens = Vec::with_capacity(n);
-    for i in 0..n {
-        let email = format!("bench-{run}-{i}@bench.invalid");
-        let v = post(
-            &http,
-            format!("{base}/api/auth/signup"),
-            None,
-            json!({"email": email, "password": "bench password", "name": format!("b{i}")}),
-        )
-        .await?;
-        tokens.push(
-            v["credentials"]["accessToken"]
-                .as_str()
-                .ok_or("no token")?
-                .to_owned(),
-        );
-    }
-    let ws = post(
-        &http,
-        format!("{base}/api/workspaces"),
-        Some(&tokens[0]),
-        json!({"name": "bench"}),
-    )
-    .await?;
-    let ws = ws["id"].as_str().ok_or("no workspace id")?.to_owned();
-    let code = post(
-        &http,
-        format!("{base}/api/workspaces/{ws}/invites"),
-        Some(&tokens[0]),
-        json!({}),
-    )
-    .await?;
-    let code = code["code"].as_str().ok_or("no code")?.to_owned();
-    for t in &tokens[1..] {
-        post(&http, format!("{base}/api/join/{code}"), Some(t), json!({})).await?;
-    }
-    Ok((tokens, ws))
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_text(ws: &mut Ws) -> Result<String, String> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
-            Ok(Some(Ok(Message::Text(t)))) => return Ok(t.as_str().to_owned()),
-            Ok(Some(Ok(_))) => continue,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(None) => return Err("closed".into()),
-            Err(_) => return Err("timed out".into()),
-        }
-    }
-}
-
-/// Opens one connection and authenticates it on namespace `/`.
-async fn connect(ws_url: &str, token: &str, workspace: &str) -> Result<Ws, String> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
-        .await
-        .map_err(|e| e.to_string())?;
-    let open = next_text(&mut ws).await?;
-    if !open.starts_with('0') {
-        return Err(format!("expected an Engine.IO open packet, got {open}"));
-    }
-    ws.send(Message::Text("40".into()))
-        .await
-        .map_err(|e| e.to_string())?;
-    loop {
-        let t = next_text(&mut ws).await?;
-        if t.starts_with("40") {
-            break;
-        }
-    }
-    let auth = json!(["auth", {"transaction": "auth", "token": token, "workspaceId": workspace}]);
-    ws.send(Message::Text(format!("42{auth}").into()))
-        .await
-        .map_err(|e| e.to_string())?;
-    loop {
-        let t = next_text(&mut ws).await?;
-        if t == "2" {
-            ws.send(Message::Text("3".into()))
-                .await
-                .map_err(|e| e.to_string())?;
-        } else if t.starts_with("42[\"auth-success\"") {
-            return Ok(ws);
-        } else if t.starts_with("42[\"socket-api-error") {
-            return Err(format!("auth refused: {t}"));
-        }
-    }
+    Ok(ws)
 }
 
 /// Holds a connection open, answering pings, discarding events.
-async fn hold(mut ws: Ws) {
-    while let Some(Ok(msg)) = ws.next().await {
+async fn hold(ws: Ws) {
+    let (mut tx, mut rx) = ws.split();
+    use futures::SinkExt;
+    while let Some(Ok(msg)) = rx.next().await {
         if let Message::Text(t) = msg {
-            if t.as_str() == "2" && ws.send(Message::Text("3".into())).await.is_err() {
+            if t.as_str() == "2" && tx.send(Message::Text("3".into())).await.is_err() {
                 return;
             }
         }
     }
 }
 
-pub async fn run(a: Args) -> Result<(), String> {
-    let base = a.url.trim_end_matches('/').to_owned();
-    let started = Instant::now();
-    let (tokens, workspace) = accounts(&base, a.connections.div_ceil(PER_USER).max(1)).await?;
-    println!(
-        "setup           {} accounts in {:.1} s",
-        tokens.len(),
-        started.elapsed().as_secs_f64()
-    );
-    let before = a.server_pid.and_then(procstat::rss_bytes);
-    let ws_url = format!(
-        "{}/socket.io/?EIO=4&transport=websocket",
-        base.replacen("http", "ws", 1)
-    );
-    let mut held = Vec::with_capacity(a.connections);
-    let mut failed = 0usize;
-    let opening = Instant::now();
-    let mut i = 0;
-    while i < a.connections {
-        let batch: Vec<_> = (i..(i + a.batch).min(a.connections))
-            .map(|k| {
-                let (url, token, ws) = (
-                    ws_url.clone(),
-                    tokens[k / PER_USER].clone(),
-                    workspace.clone(),
-                );
-                tokio::spawn(async move { connect(&url, &token, &ws).await })
-            })
-            .collect();
-        for b in batch {
-            match b.await {
-                Ok(Ok(ws)) => held.push(tokio::spawn(hold(ws))),
-                Ok(Err(e)) => {
-                    failed += 1;
-                    if failed <= 3 {
-                        eprintln!("connection failed: {e}");
-                    }
+pub async fn child(a: ChildArgs) -> Result<(), String> {
+    let server = Server::resolve(&a.url).await?;
+    let mut stdin = BufReader::new(tokio::io::stdin()).lines();
+    let mut work = Vec::new();
+    while let Some(line) = stdin.next_line().await.map_err(|e| e.to_string())? {
+        if line.is_empty() {
+            break;
+        }
+        work.push(line);
+    }
+    let sources = Sources(a.source_addrs);
+    // Each connection is held (read) as soon as it is open: the server may
+    // send it events while the others are still connecting.
+    let results: Vec<Result<JoinHandle<()>, String>> =
+        futures::stream::iter(work.iter().enumerate())
+            .map(|(i, w)| {
+                let server = &server;
+                async move {
+                    let ws = connect(server, sources.of(a.first + i), a.target, w).await?;
+                    Ok(tokio::spawn(hold(ws)))
                 }
-                Err(_) => failed += 1,
+            })
+            .buffer_unordered(a.batch.max(1))
+            .collect()
+            .await;
+    let mut held = Vec::with_capacity(results.len());
+    let mut failed = 0usize;
+    for r in results {
+        match r {
+            Ok(h) => held.push(h),
+            Err(e) => {
+                failed += 1;
+                if failed <= 3 {
+                    println!("ERROR {e}");
+                }
             }
         }
-        i += a.batch;
     }
-    let connected = held.len();
-    println!(
-        "connected       {connected} (failed {failed}) in {:.1} s",
-        opening.elapsed().as_secs_f64()
-    );
-    // Let allocations settle, then read the server's memory.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    if let (Some(b), Some(after)) = (before, a.server_pid.and_then(procstat::rss_bytes)) {
-        println!(
-            "server rss      {:.1} MiB before, {:.1} MiB with the connections",
-            b as f64 / 1048576.0,
-            after as f64 / 1048576.0
-        );
-        if connected > 0 {
-            println!(
-                "per connection  {:.2} KB",
-                (after.saturating_sub(b)) as f64 / connected as f64 / 1024.0
-            );
+    println!("READY connected={} failed={failed}", held.len());
+    // Hold until the parent closes our stdin (or dies); `count` asks how many
+    // connections are still open.
+    while let Ok(Some(line)) = stdin.next_line().await {
+        if line == "count" {
+            let alive = held.iter().filter(|h| !h.is_finished()).count();
+            println!("ALIVE {alive}");
         }
-    }
-    if let Some(c) = procstat::rss_bytes(std::process::id()) {
-        println!("client rss      {:.1} MiB", c as f64 / 1048576.0);
     }
     for h in held {
         h.abort();
+    }
+    Ok(())
+}
+
+struct Child {
+    proc: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+pub async fn run(a: Args) -> Result<(), String> {
+    let server = Server::resolve(&a.url).await?;
+    let started = Instant::now();
+    // One work line per connection.
+    let work: Vec<String> = match a.target {
+        Target::Huddle => {
+            let n = a.connections.div_ceil(PER_USER).max(1);
+            let accounts = Api::new(&server.base).accounts(n, a.workspace_size).await?;
+            println!(
+                "setup           {} accounts in {:.1} s",
+                accounts.len(),
+                started.elapsed().as_secs_f64()
+            );
+            (0..a.connections)
+                .map(|i| {
+                    let acc = &accounts[i / PER_USER];
+                    format!("{} {}", acc.token, acc.workspace)
+                })
+                .collect()
+        }
+        Target::Peer => vec!["- -".to_owned(); a.connections],
+    };
+    let before = a.server_pid.and_then(procstat::rss_bytes);
+    let procs = if a.procs == 0 {
+        a.connections.div_ceil(PER_CHILD).max(1)
+    } else {
+        a.procs
+    };
+    let per = a.connections.div_ceil(procs).max(1);
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    let opening = Instant::now();
+    let mut children = Vec::new();
+    for (k, chunk) in work.chunks(per).enumerate() {
+        let mut proc = tokio::process::Command::new(&exe)
+            .arg("sio-idle-child")
+            .args(["--url", &server.base, "--target", a.target.name()])
+            .args(["--first", &(k * per).to_string()])
+            .args(["--source-addrs", &a.source_addrs.to_string()])
+            .args(["--batch", &a.batch.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start a child: {e}"))?;
+        let mut stdin = proc.stdin.take().ok_or("child without stdin")?;
+        let stdout = proc.stdout.take().ok_or("child without stdout")?;
+        let mut text = chunk.join("\n");
+        text.push_str("\n\n");
+        stdin
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("cannot feed a child: {e}"))?;
+        children.push(Child {
+            proc,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        });
+    }
+    let client_pids: Vec<u32> = children.iter().filter_map(|c| c.proc.id()).collect();
+    let server_cpu = procstat::CpuMeter::start(a.server_pid.as_slice());
+    let client_cpu = procstat::CpuMeter::start(&client_pids);
+    let (mut connected, mut failed) = (0usize, 0usize);
+    for c in &mut children {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(900), c.lines.next_line())
+                .await
+                .map_err(|_| "a child did not finish connecting in 15 minutes")?
+                .map_err(|e| e.to_string())?
+                .ok_or("a child exited before it was ready")?;
+            if let Some(e) = line.strip_prefix("ERROR ") {
+                eprintln!("connection failed: {e}");
+            } else if let Some(r) = line.strip_prefix("READY ") {
+                for kv in r.split(' ') {
+                    match kv.split_once('=') {
+                        Some(("connected", v)) => connected += v.parse::<usize>().unwrap_or(0),
+                        Some(("failed", v)) => failed += v.parse::<usize>().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+                break;
+            }
+        }
+    }
+    let connect_secs = opening.elapsed().as_secs_f64();
+    let (server_cpu, client_cpu) = (server_cpu.fraction(), client_cpu.fraction());
+    println!(
+        "connected       {connected} (failed {failed}) in {connect_secs:.1} s over {} processes",
+        children.len()
+    );
+    // Let allocations settle, then read the server's memory.
+    tokio::time::sleep(Duration::from_secs(a.settle)).await;
+    let after = a.server_pid.and_then(procstat::rss_bytes);
+    // Connections the server closed since (e.g. as slow consumers) are not
+    // held: count what is still open.
+    let mut alive = 0usize;
+    for c in &mut children {
+        c.stdin
+            .write_all(b"count\n")
+            .await
+            .map_err(|e| format!("cannot ask a child: {e}"))?;
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), c.lines.next_line())
+                .await
+                .map_err(|_| "a child did not answer `count`")?
+                .map_err(|e| e.to_string())?
+                .ok_or("a child exited early")?;
+            if let Some(n) = line.strip_prefix("ALIVE ") {
+                alive += n.parse::<usize>().unwrap_or(0);
+                break;
+            }
+        }
+    }
+    if alive < connected {
+        println!(
+            "closed          {} connections were closed by the server after connecting",
+            connected - alive
+        );
+    }
+    let per_conn = match (before, after) {
+        (Some(b), Some(af)) if alive > 0 => {
+            Some(af.saturating_sub(b) as f64 / alive as f64 / 1024.0)
+        }
+        _ => None,
+    };
+    if let (Some(s), Some(c)) = (server_cpu, client_cpu) {
+        println!(
+            "cpu             server {:.0}%, client {:.0}% of one core while connecting",
+            s * 100.0,
+            c * 100.0
+        );
+    }
+    if let (Some(b), Some(af)) = (before, after) {
+        println!(
+            "server rss      {:.1} MiB before, {:.1} MiB with the connections",
+            mib(b),
+            mib(af)
+        );
+    }
+    if let Some(p) = per_conn {
+        println!("per connection  {p:.2} KB (over the {alive} still open)");
+    }
+    let client_rss: u64 = children
+        .iter()
+        .filter_map(|c| c.proc.id().and_then(procstat::rss_bytes))
+        .sum();
+    println!(
+        "client rss      {:.1} MiB in the child processes",
+        mib(client_rss)
+    );
+    let mut s = Summary::new("sio-idle");
+    s.add("target", a.target.name())
+        .add("connections", a.connections)
+        .add("connected", connected)
+        .add("failed", failed)
+        .add("alive", alive);
+    if a.target == Target::Huddle {
+        s.add("workspace_size", a.workspace_size);
+    }
+    s.num("connect_s", connect_secs, 1)
+        .opt("rss_before_mib", before.map(mib), 1)
+        .opt("rss_after_mib", after.map(mib), 1)
+        .opt("kb_per_conn", per_conn, 2)
+        .num("client_rss_mib", mib(client_rss), 1)
+        .opt("server_cpu_pct", server_cpu.map(|c| c * 100.0), 0)
+        .opt("client_cpu_pct", client_cpu.map(|c| c * 100.0), 0);
+    s.print();
+    for mut c in children {
+        drop(c.stdin);
+        if tokio::time::timeout(Duration::from_secs(10), c.proc.wait())
+            .await
+            .is_err()
+        {
+            let _ = c.proc.kill().await;
+        }
     }
     Ok(())
 }

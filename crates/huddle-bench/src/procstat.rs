@@ -23,3 +23,36 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / 100.0)
 }
+
+/// CPU used by a set of processes over a window, as a fraction of one core.
+pub struct CpuMeter {
+    start: Vec<(u32, f64)>,
+    since: std::time::Instant,
+}
+
+impl CpuMeter {
+    /// Starts measuring `pids` (processes that cannot be read are left out).
+    pub fn start(pids: &[u32]) -> CpuMeter {
+        CpuMeter {
+            start: pids
+                .iter()
+                .filter_map(|&p| cpu_seconds(p).map(|c| (p, c)))
+                .collect(),
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// CPU seconds per wall second since [`CpuMeter::start`]; `None` when no
+    /// process could be read.
+    pub fn fraction(&self) -> Option<f64> {
+        if self.start.is_empty() {
+            return None;
+        }
+        let used: f64 = self
+            .start
+            .iter()
+            .map(|&(p, c0)| cpu_seconds(p).map_or(0.0, |c| c - c0))
+            .sum();
+        Some(used / self.since.elapsed().as_secs_f64().max(1e-3))
+    }
+}
