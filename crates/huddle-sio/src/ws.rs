@@ -38,7 +38,7 @@ pub(crate) fn accept(
     let upgrade = upgrade
         // tungstenite reserves only a frame header until data arrives.
         .read_buffer_size(0)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_COALESCE)
         .max_message_size(inner.cfg.max_payload)
         .max_frame_size(inner.cfg.max_payload);
     upgrade
@@ -104,6 +104,12 @@ async fn probe(conn: &EngineConn, ws: &mut WebSocket) -> bool {
         }
     }
 }
+
+/// Frames written in one go: tungstenite writes to the socket once its buffer
+/// passes this (and on flush), so a wake-up's frames share a few syscalls
+/// instead of one each. The buffer keeps its capacity, so this also bounds
+/// what a connection retains after a burst.
+const WRITE_COALESCE: usize = 4096;
 
 /// Inbound messages read in one go before the task yields.
 const BUDGET: usize = 64;
