@@ -21,3 +21,4 @@ mod ws;
 
 pub use server::{Config, SioServer};
 pub use socket::{Event, Handler, Reason, Socket};
+pub use ws::WRITE_COALESCE;

@@ -2,7 +2,6 @@
 //! (`/socket.io/`) that picks a transport.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -54,7 +53,6 @@ pub(crate) struct Inner {
     pub cfg: Config,
     resolve: Box<Resolve>,
     conns: Mutex<HashMap<Arc<str>, Arc<EngineConn>>>,
-    opened: AtomicU64,
     root: Arc<str>,
 }
 
@@ -92,7 +90,6 @@ impl Inner {
     ) -> Arc<EngineConn> {
         let conn = Arc::new(EngineConn::new(self.clone(), transport, headers));
         lock(&self.conns).insert(conn.sid.clone(), conn.clone());
-        self.opened.fetch_add(1, Ordering::Relaxed);
         conn
     }
 
@@ -125,7 +122,6 @@ impl SioServer {
                 cfg,
                 resolve: Box::new(resolve),
                 conns: Mutex::default(),
-                opened: AtomicU64::new(0),
                 root: "/".into(),
             }),
         }
@@ -148,11 +144,6 @@ impl SioServer {
     /// Live sessions.
     pub fn sessions(&self) -> usize {
         lock(&self.inner.conns).len()
-    }
-
-    /// Sessions opened since start.
-    pub fn opened(&self) -> u64 {
-        self.inner.opened.load(Ordering::Relaxed)
     }
 
     /// Shutdown: every namespace socket is disconnected (`41`, the client's

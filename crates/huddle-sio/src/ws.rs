@@ -109,7 +109,7 @@ async fn probe(conn: &EngineConn, ws: &mut WebSocket) -> bool {
 /// passes this (and on flush), so a wake-up's frames share a few syscalls
 /// instead of one each. The buffer keeps its capacity, so this also bounds
 /// what a connection retains after a burst.
-const WRITE_COALESCE: usize = 4096;
+pub const WRITE_COALESCE: usize = 4096;
 
 /// Inbound messages read in one go before the task yields.
 const BUDGET: usize = 64;

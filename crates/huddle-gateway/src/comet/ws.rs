@@ -76,10 +76,11 @@ async fn upgrade(
         .is_some_and(|p| p.split(',').any(|x| x.trim() == "chat"));
     // tungstenite reserves a 128 KiB read buffer per socket by default, all of
     // it resident; a small one costs nothing while idle. The write buffer is
-    // only a flush threshold.
+    // a threshold: frames written in one batch share a few syscalls (it keeps
+    // the capacity of the largest batch, at most the threshold plus a frame).
     let ws = ws
         .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
+        .write_buffer_size(huddle_sio::WRITE_COALESCE)
         .max_message_size(gw.settings.max_frame)
         .max_frame_size(gw.settings.max_frame);
     let ws = if offered_chat {

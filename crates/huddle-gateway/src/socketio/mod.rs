@@ -303,6 +303,8 @@ impl Realtime {
             "huddle_connections{{protocol=\"socketio\"}} {}",
             self.authenticated()
         );
+        out.push_str("# HELP huddle_socketio_sessions Live Engine.IO sessions (websocket or polling), authenticated or not.\n# TYPE huddle_socketio_sessions gauge\n");
+        let _ = writeln!(out, "huddle_socketio_sessions {}", self.sio.sessions());
         out.push_str("# HELP huddle_deliveries_total Frames queued to connections (every protocol: one hub).\n# TYPE huddle_deliveries_total counter\n");
         let _ = writeln!(out, "huddle_deliveries_total {}", stats.deliveries);
         out.push_str("# HELP huddle_slow_consumer_disconnects_total Connections closed because their outbound queue was full.\n# TYPE huddle_slow_consumer_disconnects_total counter\n");
