@@ -8,7 +8,7 @@ use huddle_store::{now_ms, ChannelMemberRecord, ChannelRecord};
 
 use crate::events::Visibility;
 use crate::model::{Channel, ChannelForUser, ChannelMember, ChannelRelation};
-use crate::roles::{ChannelAccess, ChannelRole};
+use crate::roles::{ChannelAccess, ChannelRole, WorkspaceRole};
 use crate::workspaces::Membership;
 use crate::{
     model, new_id, parse_id, validate, Caller, Domain, DomainError, DomainEvent, DomainResult,
@@ -62,24 +62,64 @@ fn visibility(c: &ChannelRecord) -> Visibility {
 }
 
 impl Domain {
-    /// Loads a channel the caller can see, else 404.
+    /// Loads a channel the caller can see, else 404. One query: the channel
+    /// with the caller's workspace and channel roles.
     pub(crate) async fn channel_view(
         &self,
         caller: &Caller,
         channel_id: &str,
     ) -> DomainResult<ChannelView> {
         let id = parse_id(channel_id, "channel")?;
-        let channel = self
+        let (channel, workspace_role, channel_role) = self
             .db
-            .channel_by_id(&id)
+            .channel_with_roles(&id, &caller.user_id)
             .await?
             .ok_or(DomainError::NotFound("channel"))?;
-        let access = self
-            .channel_access(&channel, &caller.user_id)
-            .await?
-            .filter(ChannelAccess::can_see)
-            .ok_or(DomainError::NotFound("channel"))?;
+        let Some(workspace_role) = workspace_role else {
+            return Err(DomainError::NotFound("channel"));
+        };
+        let access = ChannelAccess {
+            workspace_role: WorkspaceRole::parse(&workspace_role)?,
+            channel_role: channel_role
+                .as_deref()
+                .map(ChannelRole::parse)
+                .transpose()?,
+            is_private: channel.is_private,
+            is_creator: channel.creator_id == caller.user_id,
+        };
+        if !access.can_see() {
+            return Err(DomainError::NotFound("channel"));
+        }
         Ok(ChannelView { channel, access })
+    }
+
+    /// Like [`Domain::channel_view`], and also 404 when the channel is not in
+    /// `workspace_id` (a namespace bound to one workspace names a channel of
+    /// another).
+    pub(crate) async fn channel_view_in(
+        &self,
+        caller: &Caller,
+        channel_id: &str,
+        workspace_id: Option<&str>,
+    ) -> DomainResult<ChannelView> {
+        let v = self.channel_view(caller, channel_id).await?;
+        match workspace_id {
+            Some(w) if w != v.channel.workspace_id => Err(DomainError::NotFound("channel")),
+            _ => Ok(v),
+        }
+    }
+
+    /// Checks that the caller can see `channel_id` and that it belongs to
+    /// `workspace_id`; 404 otherwise. One query.
+    pub async fn check_channel_in(
+        &self,
+        caller: &Caller,
+        channel_id: &str,
+        workspace_id: &str,
+    ) -> DomainResult<()> {
+        self.channel_view_in(caller, channel_id, Some(workspace_id))
+            .await
+            .map(drop)
     }
 
     /// What `user_id` is to `channel` (`None`: not a workspace member). Used by

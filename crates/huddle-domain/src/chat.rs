@@ -120,17 +120,19 @@ impl Domain {
         });
     }
 
-    /// Posts a chat in a channel the caller can see. `origin` is the sending
-    /// socket, which the broadcast skips.
+    /// Posts a chat in a channel the caller can see (and, with `within`, that
+    /// belongs to that workspace). `origin` is the sending socket, which the
+    /// broadcast skips.
     pub async fn post_chat(
         &self,
         caller: &Caller,
         channel_id: &str,
+        within: Option<&str>,
         kind: Option<&str>,
         content: &str,
         origin: Option<String>,
     ) -> DomainResult<ChatInfo> {
-        let v = self.channel_view(caller, channel_id).await?;
+        let v = self.channel_view_in(caller, channel_id, within).await?;
         if !matches!(kind, None | Some("TEXT")) {
             return Err(DomainError::invalid("type", "type must be TEXT"));
         }
@@ -155,9 +157,10 @@ impl Domain {
         &self,
         caller: &Caller,
         channel_id: &str,
+        within: Option<&str>,
         chat_id: i64,
     ) -> DomainResult<(ChannelView, ChatRecord)> {
-        let v = self.channel_view(caller, channel_id).await?;
+        let v = self.channel_view_in(caller, channel_id, within).await?;
         let chat = self
             .db
             .chat(&v.channel.id, chat_id)
@@ -171,11 +174,14 @@ impl Domain {
         &self,
         caller: &Caller,
         channel_id: &str,
+        within: Option<&str>,
         chat_id: i64,
         content: &str,
         origin: Option<String>,
     ) -> DomainResult<ChatInfo> {
-        let (v, chat) = self.visible_chat(caller, channel_id, chat_id).await?;
+        let (v, chat) = self
+            .visible_chat(caller, channel_id, within, chat_id)
+            .await?;
         if chat.sender_id != caller.user_id {
             return Err(DomainError::Forbidden("only the sender can modify a chat"));
         }
@@ -204,10 +210,13 @@ impl Domain {
         &self,
         caller: &Caller,
         channel_id: &str,
+        within: Option<&str>,
         chat_id: i64,
         origin: Option<String>,
     ) -> DomainResult<ChatInfo> {
-        let (v, chat) = self.visible_chat(caller, channel_id, chat_id).await?;
+        let (v, chat) = self
+            .visible_chat(caller, channel_id, within, chat_id)
+            .await?;
         let allowed = chat.sender_id == caller.user_id
             || v.access.channel_role == Some(ChannelRole::Admin)
             || matches!(

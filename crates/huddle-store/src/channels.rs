@@ -1,5 +1,8 @@
 //! Channels and their explicit members.
 
+use sqlx::any::AnyRow;
+use sqlx::{FromRow, Row};
+
 use crate::{ChannelMemberRecord, ChannelRecord, Db, StoreError};
 
 impl Db {
@@ -42,6 +45,32 @@ impl Db {
             .bind(id)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    /// A channel with what `user_id` is to it, in one query: their workspace
+    /// role (`None`: not a member of the channel's workspace) and their explicit
+    /// channel role (`None`: no explicit membership).
+    pub async fn channel_with_roles(
+        &self,
+        id: &str,
+        user_id: &str,
+    ) -> Result<Option<(ChannelRecord, Option<String>, Option<String>)>, StoreError> {
+        let row: Option<AnyRow> = sqlx::query(
+            "SELECT c.*, wm.role AS workspace_role, cm.role AS channel_role FROM channels c
+             LEFT JOIN workspace_members wm ON wm.workspace_id = c.workspace_id AND wm.user_id = $2
+             LEFT JOIN channel_members cm ON cm.channel_id = c.id AND cm.user_id = $2
+             WHERE c.id = $1",
+        )
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((
+            ChannelRecord::from_row(&row)?,
+            row.try_get("workspace_role")?,
+            row.try_get("channel_role")?,
+        )))
     }
 
     /// Channels of a workspace that `user_id` can see: those they are an explicit

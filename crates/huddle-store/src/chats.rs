@@ -2,12 +2,15 @@
 
 use std::collections::HashMap;
 
+use crate::chat_writer::NewChat;
 use crate::{ChatRecord, Db, StoreError};
 
 impl Db {
-    /// Appends a chat with the channel's next id: the sequence increment and the
-    /// insert commit together, so ids are gap-free and unique under concurrent
-    /// writers. Also moves the sender's read position to it. `None`: no such channel.
+    /// Appends a chat with the channel's next id and moves the sender's read
+    /// position to it. The sequence increment and the insert commit together
+    /// (grouped with other chats arriving meanwhile, see `chat_writer`), so ids
+    /// are gap-free and unique under concurrent writers. Returns once committed.
+    /// `None`: no such channel.
     pub async fn insert_chat(
         &self,
         channel_id: &str,
@@ -16,40 +19,15 @@ impl Db {
         sender_id: &str,
         now: i64,
     ) -> Result<Option<ChatRecord>, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let id: Option<i64> =
-            sqlx::query_scalar("UPDATE channels SET last_chat_id = last_chat_id + 1 WHERE id = $1 RETURNING last_chat_id")
-                .bind(channel_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(id) = id else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        sqlx::query(
-            "INSERT INTO chats (channel_id, id, type, content, sender_id, created_at, updated_at, deleted_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, NULL)",
-        )
-        .bind(channel_id)
-        .bind(id)
-        .bind(kind)
-        .bind(content)
-        .bind(sender_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        upsert_read(&mut tx, channel_id, sender_id, id).await?;
-        tx.commit().await?;
-        Ok(Some(ChatRecord {
-            channel_id: channel_id.into(),
-            id,
-            kind: kind.into(),
-            content: content.into(),
-            sender_id: sender_id.into(),
-            created_at: now,
-            updated_at: now,
-            deleted_at: None,
-        }))
+        self.chats
+            .insert(NewChat {
+                channel_id: channel_id.into(),
+                kind: kind.into(),
+                content: content.into(),
+                sender_id: sender_id.into(),
+                now,
+            })
+            .await
     }
 
     pub async fn chat(&self, channel_id: &str, id: i64) -> Result<Option<ChatRecord>, StoreError> {

@@ -6,6 +6,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor};
 
+use crate::chat_writer::ChatWriter;
 use crate::StoreError;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -25,6 +26,9 @@ pub struct DbOptions {
     pub max_connections: u32,
     /// How long a caller waits for a free connection before failing.
     pub acquire_timeout: Duration,
+    /// Group-commit writer tasks for new chats (0: 1 on SQLite, which has one
+    /// writer at a time anyway, 4 on PostgreSQL). A channel always uses the same one.
+    pub chat_writers: usize,
 }
 
 impl Default for DbOptions {
@@ -32,6 +36,7 @@ impl Default for DbOptions {
         DbOptions {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
+            chat_writers: 0,
         }
     }
 }
@@ -41,10 +46,12 @@ impl Default for DbOptions {
 pub struct Db {
     pub(crate) pool: AnyPool,
     engine: Engine,
+    pub(crate) chats: ChatWriter,
 }
 
 impl Db {
-    /// Connects to `url` (`sqlite://path` or `postgres://...`). A SQLite file is
+    /// Connects to `url` (`sqlite://path` or `postgres://...`) and starts the
+    /// chat writer tasks (so it must run inside a Tokio runtime). A SQLite file is
     /// created if missing and switched to WAL; foreign keys are enforced on both.
     pub async fn connect(url: &str, opts: &DbOptions) -> Result<Db, StoreError> {
         sqlx::any::install_default_drivers();
@@ -86,7 +93,17 @@ impl Db {
             // journal_mode is a property of the file; setting it once persists it.
             pool.execute("PRAGMA journal_mode = WAL;").await?;
         }
-        Ok(Db { pool, engine })
+        let lanes = match (opts.chat_writers, engine) {
+            (0, Engine::Sqlite) => 1,
+            (0, Engine::Postgres) => 4,
+            (n, _) => n,
+        };
+        let chats = ChatWriter::start(&pool, lanes);
+        Ok(Db {
+            pool,
+            engine,
+            chats,
+        })
     }
 
     /// The engine behind this handle.

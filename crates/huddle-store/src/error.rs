@@ -16,6 +16,9 @@ pub enum StoreError {
     /// Migrations could not be applied.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A part of the store has stopped (the runtime is shutting down).
+    #[error("store unavailable: {0}")]
+    Unavailable(&'static str),
     /// A stored value could not be decoded (corrupt row).
     #[error("corrupt row: {0}")]
     Corrupt(String),

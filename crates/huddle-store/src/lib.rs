@@ -7,6 +7,7 @@
 //! rules: it answers questions and applies changes exactly as asked.
 
 mod channels;
+mod chat_writer;
 mod chats;
 mod comet;
 mod db;
@@ -16,6 +17,7 @@ pub mod sessions;
 mod users;
 mod workspaces;
 
+pub use chat_writer::MAX_BATCH as MAX_CHAT_BATCH;
 pub use comet::QueuedMessage;
 pub use db::{Db, DbOptions, Engine};
 pub use error::StoreError;

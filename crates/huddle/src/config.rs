@@ -173,6 +173,9 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     /// Pool size. Default 10.
     pub max_connections: u32,
+    /// Group-commit writer tasks for new chats; 0 picks 1 on SQLite, 4 on
+    /// PostgreSQL. Default 0.
+    pub chat_writers: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,6 +272,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             url: None,
             max_connections: 10,
+            chat_writers: 0,
         }
     }
 }

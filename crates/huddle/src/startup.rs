@@ -67,6 +67,7 @@ pub async fn open_database(config: &Config) -> Result<Db, StartupError> {
         &url,
         &DbOptions {
             max_connections: config.database.max_connections,
+            chat_writers: config.database.chat_writers,
             ..Default::default()
         },
     )

@@ -86,7 +86,14 @@ async fn post(
 ) -> ApiResult<(StatusCode, axum::Json<ChatInfo>)> {
     let chat = s
         .domain
-        .post_chat(&caller, &id, input.kind.as_deref(), &input.content, None)
+        .post_chat(
+            &caller,
+            &id,
+            None,
+            input.kind.as_deref(),
+            &input.content,
+            None,
+        )
         .await?;
     Ok((StatusCode::CREATED, axum::Json(chat)))
 }
@@ -103,7 +110,7 @@ async fn modify(
 ) -> ApiResult<axum::Json<ChatInfo>> {
     Ok(axum::Json(
         s.domain
-            .modify_chat(&caller, &id, chat_id(&chat)?, &input.content, None)
+            .modify_chat(&caller, &id, None, chat_id(&chat)?, &input.content, None)
             .await?,
     ))
 }
@@ -119,7 +126,7 @@ async fn delete(
 ) -> ApiResult<axum::Json<ChatInfo>> {
     Ok(axum::Json(
         s.domain
-            .delete_chat(&caller, &id, chat_id(&chat)?, None)
+            .delete_chat(&caller, &id, None, chat_id(&chat)?, None)
             .await?,
     ))
 }

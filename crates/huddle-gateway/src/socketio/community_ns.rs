@@ -248,11 +248,9 @@ fn field_str<'a>(v: &'a Value, key: &'static str) -> DomainResult<&'a str> {
 
 /// Checks that a channel the caller can see belongs to this namespace's workspace.
 async fn channel_here(rt: &Realtime, c: &CommuCtx, channel_id: &str) -> DomainResult<()> {
-    let ch = rt.domain.get_channel(&c.caller, channel_id).await?;
-    if ch.channel.workspace_id != c.workspace_id {
-        return Err(DomainError::NotFound("channel"));
-    }
-    Ok(())
+    rt.domain
+        .check_channel_in(&c.caller, channel_id, &c.workspace_id)
+        .await
 }
 
 async fn join(
@@ -301,7 +299,7 @@ async fn chat(
         .ok_or_else(|| DomainError::invalid("chat", "the chat event needs an object"))?;
     let kind = field_str(&v, "chatType")?;
     let channel = field_str(&v, "channelId")?;
-    channel_here(rt, &c, channel).await?;
+    let within = Some(c.workspace_id.as_str());
     let chat_id = || {
         v.get("chatId")
             .and_then(Value::as_i64)
@@ -312,7 +310,14 @@ async fn chat(
     match kind {
         "new" => {
             rt.domain
-                .post_chat(&c.caller, channel, None, field_str(&v, "content")?, origin)
+                .post_chat(
+                    &c.caller,
+                    channel,
+                    within,
+                    None,
+                    field_str(&v, "content")?,
+                    origin,
+                )
                 .await
         }
         "modify" => {
@@ -320,6 +325,7 @@ async fn chat(
                 .modify_chat(
                     &c.caller,
                     channel,
+                    within,
                     chat_id()?,
                     field_str(&v, "content")?,
                     origin,
@@ -328,7 +334,7 @@ async fn chat(
         }
         "delete" => {
             rt.domain
-                .delete_chat(&c.caller, channel, chat_id()?, origin)
+                .delete_chat(&c.caller, channel, within, chat_id()?, origin)
                 .await
         }
         _ => Err(DomainError::invalid(
