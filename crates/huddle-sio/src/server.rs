@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -194,13 +194,7 @@ async fn entry(inner: Arc<Inner>, req: Request) -> Response {
         .filter_map(|n| req.headers().get(n).map(|v| (n.clone(), v.clone())))
         .collect();
     match query(&q, "transport") {
-        Some("websocket") if method == Method::GET => {
-            let (mut parts, _body) = req.into_parts();
-            match axum::extract::ws::WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-                Ok(upgrade) => ws::accept(inner, upgrade, sid, headers),
-                Err(rejection) => rejection.into_response(),
-            }
-        }
+        Some("websocket") if method == Method::GET => ws::accept(inner, req, sid, headers),
         Some("polling") => match (method, sid) {
             (Method::GET, None) => polling::handshake(inner, headers),
             (Method::GET, Some(sid)) => match inner.find(&sid) {

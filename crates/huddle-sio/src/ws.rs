@@ -1,29 +1,32 @@
-//! The websocket transport: one task per connection that reads packets,
-//! writes the session's queue (everything waiting in one flush), and keeps
-//! the heartbeat with a single timer. Nothing is buffered while idle: the
-//! websocket's read buffer starts empty and the queue is taken whole.
+//! The websocket transport of Engine.IO: one task per connection, a single
+//! hand-written future from the HTTP upgrade to the end, which reads packets,
+//! writes the session's queue (everything waiting, in vectored writes straight
+//! from the shared packets) and keeps the heartbeat with a single timer. The
+//! websocket itself is ours ([`crate::websocket`]): an idle connection holds
+//! no buffer at all.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures::{Sink, Stream};
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::Response;
+use hyper::upgrade::OnUpgrade;
 use tokio::time::{sleep, Instant, Sleep};
 
 use crate::engine::{CloseReason, EngineConn, POLLING, UPGRADING, WEBSOCKET};
 use crate::server::{refuse, Inner};
+use crate::websocket::{self, End, Msg, Stream, WebSocket};
 
 /// Accepts a websocket: a new session, or the upgrade of a polling one.
 pub(crate) fn accept(
     inner: Arc<Inner>,
-    upgrade: WebSocketUpgrade,
+    mut req: Request,
     sid: Option<String>,
     headers: Box<[(HeaderName, HeaderValue)]>,
 ) -> Response {
@@ -35,74 +38,17 @@ pub(crate) fn accept(
             None => return refuse(1, "Session ID unknown"),
         },
     };
-    let upgrade = upgrade
-        // tungstenite reserves only a frame header until data arrives.
-        .read_buffer_size(0)
-        .write_buffer_size(WRITE_COALESCE)
-        .max_message_size(inner.cfg.max_payload)
-        .max_frame_size(inner.cfg.max_payload);
-    upgrade
-        .on_upgrade(move |socket| {
-            Box::pin(async move {
-                match existing {
-                    None => fresh(inner, socket, headers).await,
-                    Some(conn) => upgraded(conn, socket).await,
-                }
-            })
-        })
-        .into_response()
-}
-
-async fn fresh(inner: Arc<Inner>, ws: WebSocket, headers: Box<[(HeaderName, HeaderValue)]>) {
-    let conn = inner.open(WEBSOCKET, headers);
-    let open = inner.open_packet(&conn.sid, false);
-    // The first packet: nothing else can be queued before the session is known.
-    let _ = conn.push(open.into(), true);
-    drive(conn, ws).await;
-}
-
-/// The upgrade of a polling session: `2probe` → `3probe`, a noop to release
-/// the pending long-poll, then `5` switches the session to this websocket.
-async fn upgraded(conn: Arc<EngineConn>, mut ws: WebSocket) {
-    conn.set_transport(UPGRADING);
-    if probe(&conn, &mut ws).await {
-        conn.set_transport(WEBSOCKET);
-        // A long-poll still pending returns (noop) and is not renewed.
-        conn.wake.notify_waiters();
-        conn.wake.notify_one();
-        drive(conn, ws).await;
-    } else if !conn.is_closed() {
-        // The upgrade failed; the session goes on polling.
-        conn.set_transport(POLLING);
-    }
-}
-
-/// The probe exchange, within the upgrade timeout. Its timer is gone before
-/// the connection's task settles into its long life.
-async fn probe(conn: &EngineConn, ws: &mut WebSocket) -> bool {
-    let deadline = sleep(conn.server().cfg.upgrade_timeout);
-    tokio::pin!(deadline);
-    loop {
-        let msg = tokio::select! {
-            m = ws.recv() => m,
-            () = &mut deadline => None,
-        };
-        match msg {
-            Some(Ok(Message::Text(t))) if t.as_str() == "2probe" => {
-                if ws
-                    .send(Message::Text(Utf8Bytes::from_static("3probe")))
-                    .await
-                    .is_err()
-                {
-                    return false;
-                }
-                let _ = conn.push(Utf8Bytes::from_static("6"), true);
-            }
-            Some(Ok(Message::Text(t))) if t.as_str() == "5" => return true,
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-            _ => return false,
-        }
-    }
+    let (response, upgrade) = match websocket::handshake(&mut req) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
+    };
+    tokio::spawn(Task::Upgrading {
+        upgrade,
+        inner,
+        existing,
+        headers,
+    });
+    response
 }
 
 /// Frames written in one go: tungstenite writes to the socket once its buffer
@@ -111,30 +57,87 @@ async fn probe(conn: &EngineConn, ws: &mut WebSocket) -> bool {
 /// what a connection retains after a burst.
 pub const WRITE_COALESCE: usize = 4096;
 
-/// Inbound messages read in one go before the task yields.
-const BUDGET: usize = 64;
-
-/// The connection's task once it is on the websocket.
-async fn drive(conn: Arc<EngineConn>, ws: WebSocket) {
-    let cfg = &conn.server().cfg;
-    let driver = Driver {
-        timer: Box::pin(sleep(cfg.ping_interval)),
-        conn: conn.clone(),
-        ws,
-        out: VecDeque::new(),
-        unflushed: false,
-        closing: None,
-        ping_sent: None,
-        idle_pings: 0,
-    };
-    let reason = driver.await;
-    conn.close(reason);
-    conn.set_writer_done();
+/// The connection's whole life as one task: waiting for the upgrade, then
+/// the driver. Its size is the driver's (a few hundred bytes).
+enum Task {
+    Upgrading {
+        upgrade: OnUpgrade,
+        inner: Arc<Inner>,
+        /// The polling session being upgraded, if any.
+        existing: Option<Arc<EngineConn>>,
+        headers: Box<[(HeaderName, HeaderValue)]>,
+    },
+    Running(Driver),
+    Done,
 }
 
-/// The websocket connection as one hand-written future: its size is its
-/// fields (the websocket, a boxed timer, a few words), where an `async`
-/// loop with `select!` kept every branch's state and cost ~2.4 KB.
+impl Future for Task {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let me = self.get_mut();
+        loop {
+            match me {
+                Task::Running(driver) => {
+                    if Pin::new(driver).poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    *me = Task::Done;
+                    return Poll::Ready(());
+                }
+                Task::Done => return Poll::Ready(()),
+                Task::Upgrading { upgrade, .. } => {
+                    let upgraded = match Pin::new(upgrade).poll(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(r) => r,
+                    };
+                    let Task::Upgrading {
+                        inner,
+                        existing,
+                        headers,
+                        ..
+                    } = std::mem::replace(me, Task::Done)
+                    else {
+                        return Poll::Ready(());
+                    };
+                    let upgraded = match upgraded {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::debug!(error = %e, "websocket upgrade failed");
+                            return Poll::Ready(());
+                        }
+                    };
+                    let (io, read) = Stream::from_upgraded(upgraded);
+                    let ws = WebSocket::new(io, read, inner.cfg.max_payload);
+                    *me = Task::Running(match existing {
+                        Some(conn) => Driver::probing(conn, ws),
+                        None => Driver::fresh(&inner, headers, ws),
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Upgrading a polling session: `2probe` → `3probe`, then `5`.
+    Probing,
+    /// The session's transport.
+    Running,
+}
+
+/// How the driver ended.
+enum Outcome {
+    /// The session ends, for this reason.
+    Closed(CloseReason),
+    /// The upgrade did not complete; the session goes on polling.
+    ProbeFailed,
+}
+
+/// The websocket connection: its size is its fields (the websocket, a boxed
+/// timer, a few words), where an `async` loop with `select!` kept every
+/// branch's state and cost ~2.4 KB.
 ///
 /// Heartbeat: a ping every interval, a pong within the timeout. A client that
 /// stops reading cannot hold the task either: its ping cannot be written, so
@@ -142,10 +145,11 @@ async fn drive(conn: Arc<EngineConn>, ws: WebSocket) {
 struct Driver {
     conn: Arc<EngineConn>,
     ws: WebSocket,
+    /// The upgrade deadline while probing, then the heartbeat.
     timer: Pin<Box<Sleep>>,
+    phase: Phase,
     /// Packets taken from the session's queue, being written.
     out: VecDeque<Utf8Bytes>,
-    unflushed: bool,
     /// The server closed the session: write what is left, then close.
     closing: Option<CloseReason>,
     /// When the last ping went out, while its pong is awaited.
@@ -155,47 +159,92 @@ struct Driver {
 }
 
 impl Driver {
-    fn read(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
-        for _ in 0..BUDGET {
-            let msg = match Pin::new(&mut self.ws).poll_next(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) | Poll::Ready(Some(Ok(Message::Close(_)))) => {
-                    return Poll::Ready(CloseReason::TransportClose)
-                }
-                Poll::Ready(Some(Err(e))) => {
-                    let text = e.to_string();
-                    if text.contains("too long") || text.contains("too big") {
-                        let frame = CloseFrame {
-                            code: 1009,
-                            reason: Utf8Bytes::from_static("message too big"),
-                        };
-                        // Best effort: the connection ends either way.
-                        if Pin::new(&mut self.ws).poll_ready(cx).is_ready() {
-                            let _ = Pin::new(&mut self.ws).start_send(Message::Close(Some(frame)));
-                            let _ = Pin::new(&mut self.ws).poll_flush(cx);
-                        }
-                    }
-                    return Poll::Ready(CloseReason::TransportError);
-                }
-                Poll::Ready(Some(Ok(msg))) => msg,
-            };
-            let read = match msg {
-                Message::Text(t) => self.conn.on_text(t.as_str()),
-                Message::Binary(_) => self.conn.on_binary(),
-                _ => Ok(()),
-            };
-            if let Err(reason) = read {
-                return Poll::Ready(reason);
-            }
-        }
-        // A busy client yields to the others; this task runs again at once.
-        cx.waker().wake_by_ref();
-        Poll::Pending
+    fn fresh(
+        inner: &Arc<Inner>,
+        headers: Box<[(HeaderName, HeaderValue)]>,
+        ws: WebSocket,
+    ) -> Driver {
+        let conn = inner.open(WEBSOCKET, headers);
+        let open = inner.open_packet(&conn.sid, false);
+        // The first packet: nothing else can be queued before the session is known.
+        let _ = conn.push(open.into(), true);
+        Driver::new(conn, ws, Phase::Running, inner.cfg.ping_interval)
     }
 
-    fn heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+    fn probing(conn: Arc<EngineConn>, ws: WebSocket) -> Driver {
+        conn.set_transport(UPGRADING);
+        let deadline = conn.server().cfg.upgrade_timeout;
+        Driver::new(conn, ws, Phase::Probing, deadline)
+    }
+
+    fn new(
+        conn: Arc<EngineConn>,
+        ws: WebSocket,
+        phase: Phase,
+        timer: std::time::Duration,
+    ) -> Driver {
+        Driver {
+            timer: Box::pin(sleep(timer)),
+            conn,
+            ws,
+            phase,
+            out: VecDeque::new(),
+            closing: None,
+            ping_sent: None,
+            idle_pings: 0,
+        }
+    }
+
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut answer_probe = false;
+        let Driver {
+            ws,
+            conn,
+            phase,
+            timer,
+            ..
+        } = self;
+        let polled = ws.poll_read(cx, |msg| match (*phase, msg) {
+            (Phase::Running, Msg::Text(t)) => conn.on_text(t).map_err(Outcome::Closed),
+            (Phase::Running, Msg::Binary) => conn.on_binary().map_err(Outcome::Closed),
+            (Phase::Probing, Msg::Text("2probe")) => {
+                answer_probe = true;
+                Ok(())
+            }
+            (Phase::Probing, Msg::Text("5")) => {
+                conn.set_transport(WEBSOCKET);
+                // A long-poll still pending returns (noop) and is not renewed.
+                conn.wake.notify_waiters();
+                conn.wake.notify_one();
+                *phase = Phase::Running;
+                let cfg = &conn.server().cfg;
+                timer.as_mut().reset(Instant::now() + cfg.ping_interval);
+                Ok(())
+            }
+            (Phase::Probing, _) => Err(Outcome::ProbeFailed),
+        });
+        if answer_probe {
+            // `3probe` on the websocket; a noop releases the pending long-poll.
+            self.ws.queue_text("3probe");
+            let _ = self.conn.push(Utf8Bytes::from_static("6"), true);
+        }
+        let Poll::Ready(end) = polled else {
+            return Poll::Pending;
+        };
+        Poll::Ready(match end {
+            End::Handler(outcome) => outcome,
+            _ if self.phase == Phase::Probing => Outcome::ProbeFailed,
+            End::Closed => Outcome::Closed(CloseReason::TransportClose),
+            End::Failed => Outcome::Closed(CloseReason::TransportError),
+        })
+    }
+
+    fn heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let cfg = &self.conn.server().cfg;
         while self.timer.as_mut().poll(cx).is_ready() {
+            if self.phase == Phase::Probing {
+                return Poll::Ready(Outcome::ProbeFailed);
+            }
             let now = Instant::now();
             match self.ping_sent.take() {
                 None => {
@@ -205,7 +254,7 @@ impl Driver {
                         self.idle_pings + 1
                     };
                     if self.idle_pings > 2 {
-                        return Poll::Ready(CloseReason::NoNamespace);
+                        return Poll::Ready(Outcome::Closed(CloseReason::NoNamespace));
                     }
                     self.conn.awaiting_pong.store(true, Ordering::Release);
                     self.out.push_back(Utf8Bytes::from_static("2"));
@@ -214,7 +263,7 @@ impl Driver {
                 }
                 Some(sent) => {
                     if self.conn.awaiting_pong.load(Ordering::Acquire) {
-                        return Poll::Ready(CloseReason::PingTimeout);
+                        return Poll::Ready(Outcome::Closed(CloseReason::PingTimeout));
                     }
                     self.timer.as_mut().reset(sent + cfg.ping_interval);
                 }
@@ -223,77 +272,73 @@ impl Driver {
         Poll::Pending
     }
 
-    /// Writes what is queued, everything waiting in one flush.
-    fn write(&mut self, cx: &mut Context<'_>) -> Poll<CloseReason> {
+    /// Writes what is queued: everything waiting, a few rounds at most
+    /// before yielding to other tasks.
+    fn write(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
+        if self.phase == Phase::Probing {
+            // Only our own frames (`3probe`) go out while probing.
+            return match self.ws.poll_ctrl(cx) {
+                Poll::Ready(Err(_)) => Poll::Ready(Outcome::ProbeFailed),
+                _ => Poll::Pending,
+            };
+        }
         self.conn.ws_waker.register(cx.waker());
-        let mut rounds = 0;
-        loop {
-            rounds += 1;
-            if rounds > 4 {
-                // Producers keep filling the queue: flush, then come back.
-                cx.waker().wake_by_ref();
-                break;
-            }
+        for _ in 0..4 {
             if self.out.is_empty() && self.closing.is_none() {
                 let (queue, closed) = self.conn.take();
                 self.out = queue;
                 self.closing = closed;
             }
-            if self.out.is_empty() {
-                break;
-            }
-            while !self.out.is_empty() {
-                match Pin::new(&mut self.ws).poll_ready(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(_)) => return Poll::Ready(CloseReason::TransportError),
-                    Poll::Ready(Ok(())) => {}
-                }
-                let Some(packet) = self.out.pop_front() else {
-                    break;
-                };
-                if Pin::new(&mut self.ws)
-                    .start_send(Message::Text(packet))
-                    .is_err()
-                {
-                    return Poll::Ready(CloseReason::TransportError);
-                }
-                self.unflushed = true;
-            }
-            if self.closing.is_some() {
-                break;
-            }
-        }
-        // Free the batch's storage: an idle connection holds none.
-        self.out = VecDeque::new();
-        if self.unflushed {
-            match Pin::new(&mut self.ws).poll_flush(cx) {
+            let had = !self.out.is_empty();
+            match self.ws.poll_write(cx, &mut self.out) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(_)) => return Poll::Ready(CloseReason::TransportError),
-                Poll::Ready(Ok(())) => self.unflushed = false,
+                Poll::Ready(Err(_)) => {
+                    return Poll::Ready(Outcome::Closed(CloseReason::TransportError))
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            // Free the batch's storage: an idle connection holds none.
+            self.out = VecDeque::new();
+            if let Some(reason) = self.closing {
+                self.ws.send_close(cx, Some(crate::wsframe::CLOSE_NORMAL));
+                return Poll::Ready(Outcome::Closed(reason));
+            }
+            if !had {
+                return Poll::Pending;
             }
         }
-        if let Some(reason) = self.closing {
-            if Pin::new(&mut self.ws).poll_ready(cx).is_ready() {
-                let _ = Pin::new(&mut self.ws).start_send(Message::Close(None));
-                let _ = Pin::new(&mut self.ws).poll_flush(cx);
-            }
-            return Poll::Ready(reason);
-        }
+        // Producers keep filling the queue: let the others run, then come back.
+        cx.waker().wake_by_ref();
         Poll::Pending
     }
 }
 
 impl Future for Driver {
-    type Output = CloseReason;
+    type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<CloseReason> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let me = self.get_mut();
-        if let Poll::Ready(reason) = me.read(cx) {
-            return Poll::Ready(reason);
+        let outcome = match me.read(cx) {
+            Poll::Ready(o) => o,
+            Poll::Pending => match me.heartbeat(cx) {
+                Poll::Ready(o) => o,
+                Poll::Pending => match me.write(cx) {
+                    Poll::Ready(o) => o,
+                    Poll::Pending => return Poll::Pending,
+                },
+            },
+        };
+        match outcome {
+            Outcome::Closed(reason) => {
+                me.conn.close(reason);
+                me.conn.set_writer_done();
+            }
+            Outcome::ProbeFailed => {
+                if !me.conn.is_closed() {
+                    me.conn.set_transport(POLLING);
+                }
+            }
         }
-        if let Poll::Ready(reason) = me.heartbeat(cx) {
-            return Poll::Ready(reason);
-        }
-        me.write(cx)
+        Poll::Ready(())
     }
 }

@@ -1,0 +1,482 @@
+//! A server websocket (RFC 6455) built for many idle connections and shared
+//! frames, driven by the caller's hand-written future:
+//!
+//! - the opening handshake is answered here and the connection's task owns the
+//!   bare `TcpStream` afterwards (no extra boxing, no per-connection
+//!   buffered-stream layers);
+//! - nothing is buffered while idle: bytes are read into a stack chunk, and
+//!   only a partial frame is copied to the heap (freed once it completes);
+//! - outbound packets are written straight from their shared bytes with
+//!   vectored writes (a header and the packet per frame, many frames per
+//!   syscall): nothing is copied per receiver;
+//! - pings are answered, close frames echoed, and protocol errors closed
+//!   with their RFC code (1002, 1007, 1009) before the connection ends.
+//!
+//! No extensions (permessage-deflate) are negotiated.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::ws::Utf8Bytes;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use hyper::upgrade::{OnUpgrade, Upgraded};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+use crate::wsframe::{self, FrameError, MAX_HEADER};
+
+/// Bytes read per syscall, into a buffer on the stack.
+const READ_CHUNK: usize = 4096;
+/// Reads done in one go before the task yields to others.
+const READ_BUDGET: usize = 64;
+/// Frames gathered into one vectored write.
+const FRAMES_PER_WRITE: usize = 32;
+
+/// Checks a websocket opening handshake and takes the connection's upgrade.
+/// `Ok`: the `101` answer and the upgrade that resolves once it is sent.
+/// `Err`: the answer refusing it.
+pub(crate) fn handshake(req: &mut Request) -> Result<(Response, OnUpgrade), Box<Response>> {
+    let h = req.headers();
+    if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "a websocket needs `Connection: upgrade` and `Upgrade: websocket`",
+        ));
+    }
+    if h.get(header::SEC_WEBSOCKET_VERSION)
+        .map(HeaderValue::as_bytes)
+        != Some(b"13")
+    {
+        let mut r = refuse(StatusCode::UPGRADE_REQUIRED, "websocket version 13 only");
+        r.headers_mut().insert(
+            header::SEC_WEBSOCKET_VERSION,
+            HeaderValue::from_static("13"),
+        );
+        return Err(r);
+    }
+    let Some(key) = h.get(header::SEC_WEBSOCKET_KEY) else {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "Sec-WebSocket-Key is missing",
+        ));
+    };
+    let accept = wsframe::accept_key(key.as_bytes());
+    let Some(upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+        return Err(refuse(
+            StatusCode::UPGRADE_REQUIRED,
+            "this connection cannot be upgraded",
+        ));
+    };
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = r.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    Ok((r, upgrade))
+}
+
+fn has_token(h: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    h.get_all(name).iter().any(|v| {
+        v.to_str()
+            .map(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+            .unwrap_or(false)
+    })
+}
+
+fn refuse(status: StatusCode, message: &'static str) -> Box<Response> {
+    Box::new((status, message).into_response())
+}
+
+/// The upgraded connection: the bare TCP stream when the server is axum's
+/// (always, in huddle), otherwise hyper's boxed stream.
+pub(crate) enum Stream {
+    Tcp(TcpStream),
+    Upgraded(TokioIo<Upgraded>),
+}
+
+impl Stream {
+    /// Unwraps an upgrade, with the bytes the HTTP layer read past the request.
+    pub(crate) fn from_upgraded(upgraded: Upgraded) -> (Stream, Bytes) {
+        match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
+            Ok(parts) => (Stream::Tcp(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => (Stream::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+        }
+    }
+
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Upgraded(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Upgraded(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A whole message from the client.
+pub(crate) enum Msg<'a> {
+    Text(&'a str),
+    /// A binary message (its bytes are not needed by any transport yet).
+    Binary,
+}
+
+/// Why reading stopped for good.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum End<E> {
+    /// The client closed: a close frame (echoed) or the end of the stream.
+    Closed,
+    /// An I/O error, or a protocol error (answered with its close code).
+    Failed,
+    /// The message handler asked to stop.
+    Handler(E),
+}
+
+/// One websocket's framing state around its stream.
+pub(crate) struct WebSocket {
+    io: Stream,
+    /// Bytes read that do not make a whole frame yet; unallocated while idle.
+    rbuf: Vec<u8>,
+    /// `rbuf` holds bytes not looked at yet (read with the upgrade).
+    unread: bool,
+    /// A fragmented message being assembled: its opcode and bytes so far.
+    partial: Option<(u8, Vec<u8>)>,
+    /// Bytes of the first outbound frame (header included) already written.
+    written: usize,
+    /// Our own encoded frames (pongs, close), written between data frames.
+    ctrl: Vec<u8>,
+    max_message: usize,
+    close_sent: bool,
+}
+
+impl WebSocket {
+    /// `max_message`: the largest frame or reassembled message accepted (1009 past it).
+    pub(crate) fn new(io: Stream, read: Bytes, max_message: usize) -> WebSocket {
+        WebSocket {
+            io,
+            unread: !read.is_empty(),
+            rbuf: read.to_vec(),
+            partial: None,
+            written: 0,
+            ctrl: Vec::new(),
+            max_message,
+            close_sent: false,
+        }
+    }
+
+    /// Reads what has arrived and hands each whole message to `on_msg`.
+    /// `Pending`: nothing more to read now (the task is woken when there is,
+    /// or at once after a full budget).
+    pub(crate) fn poll_read<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut on_msg: impl FnMut(Msg<'_>) -> Result<(), E>,
+    ) -> Poll<End<E>> {
+        if self.unread {
+            self.unread = false;
+            if let Err(end) = self.absorb(cx, &mut [], &mut on_msg) {
+                return Poll::Ready(end);
+            }
+        }
+        let mut chunk = [0u8; READ_CHUNK];
+        for _ in 0..READ_BUDGET {
+            let n = {
+                let mut rb = ReadBuf::new(&mut chunk);
+                match self.io.poll_read(cx, &mut rb) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(_)) => return Poll::Ready(End::Failed),
+                    Poll::Ready(Ok(())) => rb.filled().len(),
+                }
+            };
+            if n == 0 {
+                return Poll::Ready(End::Closed);
+            }
+            if let Err(end) = self.absorb(cx, &mut chunk[..n], &mut on_msg) {
+                return Poll::Ready(end);
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn absorb<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        fresh: &mut [u8],
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
+    ) -> Result<(), End<E>> {
+        if self.rbuf.is_empty() {
+            let used = self.frames(cx, fresh, on_msg)?;
+            self.rbuf.extend_from_slice(&fresh[used..]);
+        } else {
+            let mut buf = std::mem::take(&mut self.rbuf);
+            buf.extend_from_slice(fresh);
+            let used = self.frames(cx, &mut buf, on_msg)?;
+            if used < buf.len() {
+                buf.drain(..used);
+                self.rbuf = buf;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles the whole frames at the start of `buf`; returns the bytes used.
+    fn frames<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
+    ) -> Result<usize, End<E>> {
+        let mut pos = 0;
+        loop {
+            let h = match wsframe::parse_header(&buf[pos..], self.max_message) {
+                Ok(Some(h)) => h,
+                Ok(None) => return Ok(pos),
+                Err(e) => return Err(self.fail(cx, e)),
+            };
+            let end = pos + h.size + h.len;
+            if buf.len() < end {
+                return Ok(pos);
+            }
+            let payload = &mut buf[pos + h.size..end];
+            wsframe::unmask(payload, h.mask);
+            self.frame(cx, h, payload, on_msg)?;
+            pos = end;
+        }
+    }
+
+    fn frame<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        h: wsframe::Header,
+        payload: &[u8],
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
+    ) -> Result<(), End<E>> {
+        match h.opcode {
+            wsframe::OP_PING => {
+                wsframe::encode(wsframe::OP_PONG, payload, &mut self.ctrl);
+                Ok(())
+            }
+            wsframe::OP_PONG => Ok(()),
+            wsframe::OP_CLOSE => match wsframe::check_close(payload) {
+                Ok(()) => {
+                    // Echo the code (an empty close is answered empty).
+                    let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+                    self.send_close(cx, code);
+                    Err(End::Closed)
+                }
+                Err(e) => Err(self.fail(cx, e)),
+            },
+            wsframe::OP_TEXT | wsframe::OP_BINARY if self.partial.is_some() => Err(self.fail(
+                cx,
+                FrameError::Protocol("a message began inside a fragmented one"),
+            )),
+            wsframe::OP_TEXT | wsframe::OP_BINARY if h.fin => {
+                self.message(cx, h.opcode, payload, on_msg)
+            }
+            wsframe::OP_TEXT | wsframe::OP_BINARY => {
+                self.partial = Some((h.opcode, payload.to_vec()));
+                Ok(())
+            }
+            _ => {
+                let Some((opcode, mut data)) = self.partial.take() else {
+                    return Err(self.fail(cx, FrameError::Protocol("a continuation of nothing")));
+                };
+                if data.len() + payload.len() > self.max_message {
+                    return Err(self.fail(cx, FrameError::TooBig));
+                }
+                data.extend_from_slice(payload);
+                if h.fin {
+                    self.message(cx, opcode, &data, on_msg)
+                } else {
+                    self.partial = Some((opcode, data));
+                    Ok(())
+                }
+            }
+        }
+    }
+
+    fn message<E>(
+        &mut self,
+        cx: &mut Context<'_>,
+        opcode: u8,
+        data: &[u8],
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
+    ) -> Result<(), End<E>> {
+        let msg = if opcode == wsframe::OP_TEXT {
+            match std::str::from_utf8(data) {
+                Ok(text) => Msg::Text(text),
+                Err(_) => return Err(self.fail(cx, FrameError::InvalidData)),
+            }
+        } else {
+            Msg::Binary
+        };
+        on_msg(msg).map_err(End::Handler)
+    }
+
+    fn fail<E>(&mut self, cx: &mut Context<'_>, e: FrameError) -> End<E> {
+        tracing::debug!(error = ?e, "websocket protocol error");
+        self.send_close(cx, Some(e.close_code()));
+        End::Failed
+    }
+
+    /// Queues a text frame of our own (written before the next data frame).
+    pub(crate) fn queue_text(&mut self, text: &str) {
+        wsframe::encode(wsframe::OP_TEXT, text.as_bytes(), &mut self.ctrl);
+    }
+
+    /// Sends a close frame, best effort and once: the connection is ending,
+    /// so a client that does not read does not hold it.
+    pub(crate) fn send_close(&mut self, cx: &mut Context<'_>, code: Option<u16>) {
+        if self.close_sent || self.written > 0 {
+            // A data frame is half written: no frame can follow it.
+            return;
+        }
+        self.close_sent = true;
+        let code = code.map(u16::to_be_bytes);
+        wsframe::encode(
+            wsframe::OP_CLOSE,
+            code.as_ref().map_or(&[][..], |c| &c[..]),
+            &mut self.ctrl,
+        );
+        if let Poll::Ready(Ok(())) = self.poll_ctrl(cx) {
+            let _ = self.io.poll_shutdown(cx);
+        }
+    }
+
+    /// Writes our own frames, if any and if no data frame is half written.
+    pub(crate) fn poll_ctrl(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.written > 0 {
+            return Poll::Ready(Ok(()));
+        }
+        while !self.ctrl.is_empty() {
+            match self.io.poll_write(cx, &self.ctrl) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.ctrl.drain(..n);
+                }
+            }
+        }
+        self.ctrl = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes every packet of `out` as a text frame, popping each once
+    /// written, our own frames in between. `Pending`: the socket is full.
+    pub(crate) fn poll_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut VecDeque<Utf8Bytes>,
+    ) -> Poll<io::Result<()>> {
+        loop {
+            match self.poll_ctrl(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {}
+            }
+            if out.is_empty() {
+                return self.io.poll_flush(cx);
+            }
+            // Until a pending frame of our own can go, write one frame at a time.
+            let limit = if self.ctrl.is_empty() {
+                FRAMES_PER_WRITE
+            } else {
+                1
+            };
+            let mut heads = [[0u8; MAX_HEADER]; FRAMES_PER_WRITE];
+            let mut lens = [0usize; FRAMES_PER_WRITE];
+            let frames = out.len().min(limit);
+            for (i, p) in out.iter().take(frames).enumerate() {
+                lens[i] = wsframe::header(wsframe::OP_TEXT, p.as_str().len(), &mut heads[i]);
+            }
+            let mut iov = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
+            let mut n = 0;
+            for (i, p) in out.iter().take(frames).enumerate() {
+                let body = p.as_str().as_bytes();
+                let skip = if i == 0 { self.written } else { 0 };
+                if skip < lens[i] {
+                    iov[n] = IoSlice::new(&heads[i][skip..lens[i]]);
+                    n += 1;
+                }
+                let from = skip.saturating_sub(lens[i]);
+                if from < body.len() {
+                    iov[n] = IoSlice::new(&body[from..]);
+                    n += 1;
+                }
+            }
+            let sent = match self.io.poll_write_vectored(cx, &iov[..n]) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(sent)) => sent,
+            };
+            self.consume(out, sent);
+        }
+    }
+
+    fn consume(&mut self, out: &mut VecDeque<Utf8Bytes>, mut sent: usize) {
+        while sent > 0 {
+            let Some(p) = out.front() else { return };
+            let len = p.as_str().len();
+            let left = frame_len(len) - self.written;
+            if sent >= left {
+                sent -= left;
+                self.written = 0;
+                out.pop_front();
+            } else {
+                self.written += sent;
+                return;
+            }
+        }
+    }
+}
+
+fn frame_len(payload: usize) -> usize {
+    let head = match payload {
+        0..=125 => 2,
+        126..=65_535 => 4,
+        _ => 10,
+    };
+    head + payload
+}
