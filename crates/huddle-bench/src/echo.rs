@@ -93,10 +93,13 @@ async fn echo_loop(mut ws: Ws, event: &'static str, n: usize, until: Instant) ->
 }
 
 pub async fn run(a: Args) -> Result<(), String> {
+    if a.target == Target::Comet {
+        return Err("--target comet is for sio-idle only (comet-fanout covers comet)".into());
+    }
     let server = Server::resolve(&a.url).await?;
     let event = match a.target {
         Target::Huddle => "ping",
-        Target::Peer => "echo",
+        Target::Peer | Target::Comet => "echo",
     };
     let accounts = match a.target {
         Target::Huddle => {
@@ -104,7 +107,7 @@ pub async fn run(a: Args) -> Result<(), String> {
                 .accounts(a.concurrency.div_ceil(PER_USER).max(1), 0)
                 .await?
         }
-        Target::Peer => Vec::new(),
+        Target::Peer | Target::Comet => Vec::new(),
     };
     let sources = Sources(a.source_addrs);
     let opened: Vec<Result<Ws, String>> = futures::stream::iter(0..a.concurrency)

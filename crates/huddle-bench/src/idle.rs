@@ -78,13 +78,17 @@ const PER_USER: usize = 16;
 /// Connections per child process when `--procs` is 0.
 const PER_CHILD: usize = 5000;
 
-/// Opens one connection: namespace `/`, and huddle's `auth`.
+/// Opens one connection: namespace `/`, and huddle's `auth`; or a comet
+/// connection subscribed to a pipe.
 async fn connect(
     server: &Server,
     source: Option<std::net::Ipv4Addr>,
     target: Target,
     work: &str,
 ) -> Result<Ws, String> {
+    if target == Target::Comet {
+        return comet(server, source).await;
+    }
     let (mut ws, _sid) = sio::connect(server, source, "/", None).await?;
     if target == Target::Huddle {
         let (token, workspace) = work
@@ -92,6 +96,26 @@ async fn connect(
             .ok_or("a work line without token and workspace")?;
         sio::huddle_auth(&mut ws, token, workspace).await?;
     }
+    Ok(ws)
+}
+
+/// An anonymous comet connection on `web_idle`, once its `serverInfo` arrived.
+async fn comet(server: &Server, source: Option<std::net::Ipv4Addr>) -> Result<Ws, String> {
+    use futures::SinkExt;
+    let url = format!(
+        "{}/ws/sesion=&myid=0&devid=bench&v=4.09&uuid=b&api=js",
+        server.base.replacen("http://", "ws://", 1)
+    );
+    let mut ws = sio::open_url(server, source, &url).await?;
+    ws.send(Message::Text("subscription\nweb_idle".into()))
+        .await
+        .map_err(|e| format!("subscribe: {e}"))?;
+    sio::next_text(
+        &mut ws,
+        tokio::time::Instant::now() + Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| format!("waiting for serverInfo: {e}"))?;
     Ok(ws)
 }
 
@@ -187,7 +211,7 @@ pub async fn run(a: Args) -> Result<(), String> {
                 })
                 .collect()
         }
-        Target::Peer => vec!["- -".to_owned(); a.connections],
+        Target::Peer | Target::Comet => vec!["- -".to_owned(); a.connections],
     };
     let before = a.server_pid.and_then(procstat::rss_bytes);
     let procs = if a.procs == 0 {

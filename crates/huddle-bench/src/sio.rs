@@ -24,6 +24,9 @@ pub enum Target {
     /// A peer server of bench/peers (socket.io on Node, socketioxide): plain
     /// namespace `/`, events `join`, `broadcast`, `echo`.
     Peer,
+    /// huddle's comet endpoint (`/ws/...`, sio-idle only): an anonymous
+    /// connection subscribed to one `web_` pipe.
+    Comet,
 }
 
 impl Target {
@@ -31,6 +34,7 @@ impl Target {
         match self {
             Target::Huddle => "huddle",
             Target::Peer => "peer",
+            Target::Comet => "comet",
         }
     }
 }
@@ -83,6 +87,11 @@ impl Sources {
 /// closes with a reset (linger 0) so that tens of thousands of connections
 /// leave no TIME_WAIT behind to block the next run's ports.
 pub async fn open(server: &Server, source: Option<Ipv4Addr>) -> Result<Ws, String> {
+    open_url(server, source, &server.ws_url).await
+}
+
+/// A websocket to `url` on the server's address, from `source` if given.
+pub async fn open_url(server: &Server, source: Option<Ipv4Addr>, url: &str) -> Result<Ws, String> {
     let socket = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
     socket
         .set_reuseaddr(true)
@@ -104,10 +113,9 @@ pub async fn open(server: &Server, source: Option<Ipv4Addr>) -> Result<Ws, Strin
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
         .write_buffer_size(0);
-    let (ws, _) =
-        tokio_tungstenite::client_async_with_config(server.ws_url.as_str(), stream, Some(config))
-            .await
-            .map_err(|e| format!("websocket upgrade: {e}"))?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
+        .await
+        .map_err(|e| format!("websocket upgrade: {e}"))?;
     Ok(ws)
 }
 

@@ -73,7 +73,7 @@ struct Counters {
 /// The frame that publishes `stamp` (`p` for a probe, `{seq}:{micros}`).
 fn publication(target: Target, stamp: &str) -> String {
     match target {
-        Target::Peer => format!("42[\"broadcast\",{{\"bench\":\"{stamp}\"}}]"),
+        Target::Peer | Target::Comet => format!("42[\"broadcast\",{{\"bench\":\"{stamp}\"}}]"),
         Target::Huddle => format!(
             "42[\"conversation-broadcast\",{{\"action\":\"bench\",\"data\":{{\"bench\":\"{stamp}\"}}}}]"
         ),
@@ -140,6 +140,9 @@ async fn receive(
 }
 
 pub async fn run(a: Args) -> Result<(), String> {
+    if a.target == Target::Comet {
+        return Err("--target comet is for sio-idle only (comet-fanout covers comet)".into());
+    }
     let server = Server::resolve(&a.url).await?;
     let api = Api::new(&server.base);
     let started = Instant::now();
@@ -151,7 +154,7 @@ pub async fn run(a: Args) -> Result<(), String> {
                 .await?;
             (accounts, channel)
         }
-        Target::Peer => (Vec::new(), String::new()),
+        Target::Peer | Target::Comet => (Vec::new(), String::new()),
     };
     if a.target == Target::Huddle {
         println!(
@@ -214,7 +217,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     // call); a peer's is a connection of its own, not in the room.
     let publisher: Sink = match a.target {
         Target::Huddle => sinks.first().cloned().ok_or("no subscribers")?,
-        Target::Peer => {
+        Target::Peer | Target::Comet => {
             let (ws, _) = sio::connect(&server, sources.of(a.subscribers), "/", None).await?;
             let (tx, rx) = ws.split();
             let tx: Sink = Arc::new(Mutex::new(tx));
