@@ -178,7 +178,7 @@ async fn upgrade(
     };
     let ws = ws
         .read_buffer_size(crate::comet::WS_READ_BUFFER)
-        .write_buffer_size(huddle_sio::WRITE_COALESCE)
+        .write_buffer_size(crate::wsconn::WRITE_COALESCE)
         .max_message_size(us.settings.max_frame)
         .max_frame_size(us.settings.max_frame);
     ws.on_upgrade(move |socket| Box::pin(connection(us, socket, trusted)))

@@ -80,6 +80,13 @@ impl Connection for QueuedConn {
     }
 }
 
+/// tungstenite's write threshold for the comet and users sockets: it writes to
+/// the socket once its buffer passes this (and on flush), so a wake-up's frames
+/// share a few syscalls instead of one each. The buffer keeps its capacity, so
+/// this also bounds what a connection retains after a burst. (The Socket.IO
+/// transport has its own websocket layer and keeps no buffer.)
+pub(crate) const WRITE_COALESCE: usize = 4096;
+
 /// Most frames one write carries.
 const BATCH: usize = 64;
 

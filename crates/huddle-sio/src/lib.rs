@@ -23,4 +23,3 @@ mod wsframe;
 
 pub use server::{Config, SioServer};
 pub use socket::{Event, Handler, Reason, Socket};
-pub use ws::WRITE_COALESCE;

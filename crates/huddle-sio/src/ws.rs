@@ -51,12 +51,6 @@ pub(crate) fn accept(
     response
 }
 
-/// Frames written in one go: tungstenite writes to the socket once its buffer
-/// passes this (and on flush), so a wake-up's frames share a few syscalls
-/// instead of one each. The buffer keeps its capacity, so this also bounds
-/// what a connection retains after a burst.
-pub const WRITE_COALESCE: usize = 4096;
-
 /// The connection's whole life as one task: waiting for the upgrade, then
 /// the driver. Its size is the driver's (a few hundred bytes).
 enum Task {

@@ -80,7 +80,7 @@ async fn upgrade(
     // the capacity of the largest batch, at most the threshold plus a frame).
     let ws = ws
         .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(huddle_sio::WRITE_COALESCE)
+        .write_buffer_size(crate::wsconn::WRITE_COALESCE)
         .max_message_size(gw.settings.max_frame)
         .max_frame_size(gw.settings.max_frame);
     let ws = if offered_chat {
