@@ -8,19 +8,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures::{SinkExt, StreamExt};
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use huddle_core::{BusRecvError, ConnId, DisconnectReason, Frame, Hub, TokenBucket, Topic};
 use huddle_domain::{Domain, DomainEvent};
 
-use crate::wsconn::QueuedConn;
+use crate::wsconn::{self, Opening, QueuedConn, Replies};
 
 /// Settings of the users socket.
 #[derive(Debug, Clone)]
@@ -143,11 +142,8 @@ impl UsersSocket {
     }
 }
 
-async fn upgrade(
-    State(us): State<Arc<UsersSocket>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
+async fn upgrade(State(us): State<Arc<UsersSocket>>, mut req: Request) -> Response {
+    let headers = req.headers();
     let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
     let allowed = match origin {
         Some(o) => us.settings.approved.iter().any(|re| re.is_match(o)),
@@ -176,59 +172,70 @@ async fn upgrade(
         }
         _ => false,
     };
-    let ws = ws
-        .read_buffer_size(crate::comet::WS_READ_BUFFER)
-        .write_buffer_size(crate::wsconn::WRITE_COALESCE)
-        .max_message_size(us.settings.max_frame)
-        .max_frame_size(us.settings.max_frame);
-    ws.on_upgrade(move |socket| Box::pin(connection(us, socket, trusted)))
+    let (response, upgrade) = match huddle_ws::handshake(&mut req) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
+    };
+    let max = us.settings.max_frame;
+    wsconn::spawn(upgrade, max, Box::pin(async move { open(us, trusted) }));
+    response
 }
 
-async fn connection(us: Arc<UsersSocket>, socket: WebSocket, trusted: bool) {
+/// One connection: who it is and its request budget.
+struct Session {
+    us: Arc<UsersSocket>,
+    id: ConnId,
+    trusted: bool,
+    bucket: TokenBucket,
+}
+
+fn open(us: Arc<UsersSocket>, trusted: bool) -> Opening<Session> {
     let id: ConnId = format!("users-{}", us.next.fetch_add(1, Ordering::Relaxed)).into();
-    let (conn, mut outbound, close) = QueuedConn::new(id.clone(), us.settings.outbound_queue);
-    us.hub.register(conn);
+    let conn = QueuedConn::new(id.clone(), us.settings.outbound_queue);
+    us.hub.register(conn.clone());
     us.hub.join(&id, everyone());
-    let mut bucket = TokenBucket::new(
+    let bucket = TokenBucket::new(
         us.settings.rate_per_sec,
         us.settings.rate_burst,
         Instant::now(),
     );
-    let (mut sink, mut stream) = socket.split();
-    loop {
-        tokio::select! {
-            out = outbound.recv() => match out {
-                // Everything already waiting goes out in one write.
-                Some(text) => if crate::wsconn::write_batch(&mut sink, text, &mut outbound).await.is_err() { break },
-                None => break,
-            },
-            (code, reason) = close.closed() => {
-                let _closing = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                break;
-            }
-            incoming = stream.next() => {
-                let answer = match incoming {
-                    Some(Ok(Message::Text(_))) if !bucket.take(Instant::now()) => {
-                        Some(reply(Value::Null, json!({}), Some("rate limited: slow down")))
-                    }
-                    Some(Ok(Message::Text(t))) => handle(&us, t.as_str(), trusted).await,
-                    Some(Ok(Message::Binary(_))) => Some(reply(Value::Null, json!({}), Some("frames must be JSON text"))),
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => None,
-                    Some(Err(e)) => {
-                        if crate::comet::is_too_big(&e) {
-                            let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1009, reason: "message too big".into() }))).await;
-                        }
-                        break;
-                    }
-                    _ => break,
-                };
-                if let Some(a) = answer {
-                    if sink.send(Message::Text(a.to_string().into())).await.is_err() { break }
-                }
-            }
-        }
+    let session = Session {
+        us,
+        id,
+        trusted,
+        bucket,
+    };
+    Opening {
+        first: Vec::new(),
+        session: Ok((session, conn)),
     }
-    us.hub.unregister(&id);
+}
+
+impl wsconn::Session for Session {
+    fn text<'a>(&'a mut self, text: &'a str) -> BoxFuture<'a, Replies> {
+        Box::pin(async move {
+            let answer = if self.bucket.take(Instant::now()) {
+                handle(&self.us, text, self.trusted).await
+            } else {
+                Some(reply(
+                    Value::Null,
+                    json!({}),
+                    Some("rate limited: slow down"),
+                ))
+            };
+            Ok(answer.map(|a| a.to_string()).into_iter().collect())
+        })
+    }
+
+    fn binary(&mut self) -> Replies {
+        let r = reply(Value::Null, json!({}), Some("frames must be JSON text"));
+        Ok(vec![r.to_string()])
+    }
+
+    fn finish(self) -> BoxFuture<'static, ()> {
+        self.us.hub.unregister(&self.id);
+        Box::pin(async {})
+    }
 }
 
 /// One client frame → the reply to send back (broadcast echoes go through the hub).

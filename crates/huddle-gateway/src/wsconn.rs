@@ -1,59 +1,71 @@
-//! A raw websocket connection as the hub sees it (comet and users sockets): a
-//! bounded queue of encoded frames drained by the connection's own task, and a
-//! close signal carrying the close code.
+//! A raw websocket connection (comet and users sockets) on [`huddle_ws`]: the
+//! hub's half (a bounded queue of frames encoded once per publication) and
+//! the connection's task, which reads messages one at a time, hands each to
+//! its front door's [`Session`], and writes replies and queued frames.
+//!
+//! Guarantees:
+//! - the queue is bounded: a frame past `capacity` is refused with
+//!   [`QueueFull`] and the hub closes the connection as a slow consumer;
+//! - an idle connection holds no buffer: the writer takes the queue's storage
+//!   whole and frees it once written;
+//! - frames are written from their shared bytes (vectored writes), never
+//!   copied per connection;
+//! - a client that does not read its replies stops being read (at most
+//!   [`MAX_BACKLOG`] bytes of replies wait), so it cannot grow a buffer.
 
-use std::sync::atomic::{AtomicU16, Ordering};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 
+use futures::future::BoxFuture;
+use futures::task::AtomicWaker;
+use hyper::upgrade::OnUpgrade;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, Notify};
 
 use huddle_core::{ConnId, Connection, DisconnectReason, Frame, QueueFull};
+use huddle_ws::{End, Flow, Msg, Stream, WebSocket};
 
-/// The hub's half: `send` never blocks and only clones the frame's `Arc` (the
-/// payload was encoded once per publication); a full queue is [`QueueFull`]
-/// (the hub then closes the connection as a slow consumer).
+/// Bytes of replies that may wait unwritten before the connection stops
+/// reading requests.
+pub(crate) const MAX_BACKLOG: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<Arc<RawValue>>,
+    /// Set when the server closes the connection: the close code.
+    closed: Option<u16>,
+}
+
+/// The hub's half: `send` never blocks and only clones the frame's `Arc`.
 pub(crate) struct QueuedConn {
     id: ConnId,
-    tx: mpsc::Sender<Arc<RawValue>>,
-    closed: Arc<Notify>,
-    close_code: Arc<AtomicU16>,
+    capacity: usize,
+    out: Mutex<Outbox>,
+    waker: AtomicWaker,
 }
 
-/// Fires when the server closes the connection.
-pub(crate) struct CloseSignal {
-    closed: Arc<Notify>,
-    close_code: Arc<AtomicU16>,
+fn lock(m: &Mutex<Outbox>) -> MutexGuard<'_, Outbox> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// The frames a connection's task writes, in order.
-pub(crate) type Outbound = mpsc::Receiver<Arc<RawValue>>;
 
 impl QueuedConn {
-    /// A connection whose queue holds at most `capacity` frames, with the task's
-    /// halves: the frames to write and the close signal.
-    pub fn new(id: ConnId, capacity: usize) -> (Arc<QueuedConn>, Outbound, CloseSignal) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let closed = Arc::new(Notify::new());
-        let close_code = Arc::new(AtomicU16::new(1008));
-        let conn = Arc::new(QueuedConn {
+    /// A connection whose queue holds at most `capacity` frames.
+    pub fn new(id: ConnId, capacity: usize) -> Arc<QueuedConn> {
+        Arc::new(QueuedConn {
             id,
-            tx,
-            closed: closed.clone(),
-            close_code: close_code.clone(),
-        });
-        (conn, rx, CloseSignal { closed, close_code })
+            capacity: capacity.max(1),
+            out: Mutex::default(),
+            waker: AtomicWaker::new(),
+        })
     }
-}
 
-impl CloseSignal {
-    /// Completes when the server closes the connection: (close code, reason text).
-    pub async fn closed(&self) -> (u16, &'static str) {
-        self.closed.notified().await;
-        match self.close_code.load(Ordering::Relaxed) {
-            1001 => (1001, "server shutting down"),
-            code => (code, "slow consumer"),
-        }
+    /// Everything queued (the storage with it) and the close code, if the
+    /// server closed the connection; the task is woken when more comes.
+    fn take(&self, cx: &mut Context<'_>) -> (VecDeque<Arc<RawValue>>, Option<u16>) {
+        self.waker.register(cx.waker());
+        let mut out = lock(&self.out);
+        (std::mem::take(&mut out.queue), out.closed)
     }
 }
 
@@ -63,9 +75,19 @@ impl Connection for QueuedConn {
     }
 
     fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
-        self.tx
-            .try_send(frame.payload.clone())
-            .map_err(|_| QueueFull)
+        {
+            let mut out = lock(&self.out);
+            if out.closed.is_some() {
+                // Closing: its task writes nothing more.
+                return Ok(());
+            }
+            if out.queue.len() >= self.capacity {
+                return Err(QueueFull);
+            }
+            out.queue.push_back(frame.payload.clone());
+        }
+        self.waker.wake();
+        Ok(())
     }
 
     fn close(&self, reason: DisconnectReason) {
@@ -75,42 +97,163 @@ impl Connection for QueuedConn {
         } else {
             1008
         };
-        self.close_code.store(code, Ordering::Relaxed);
-        self.closed.notify_one();
+        lock(&self.out).closed.get_or_insert(code);
+        self.waker.wake();
     }
 }
 
-/// tungstenite's write threshold for the comet and users sockets: it writes to
-/// the socket once its buffer passes this (and on flush), so a wake-up's frames
-/// share a few syscalls instead of one each. The buffer keeps its capacity, so
-/// this also bounds what a connection retains after a burst. (The Socket.IO
-/// transport has its own websocket layer and keeps no buffer.)
-pub(crate) const WRITE_COALESCE: usize = 4096;
+fn close_reason(code: u16) -> &'static str {
+    match code {
+        1001 => "server shutting down",
+        _ => "slow consumer",
+    }
+}
 
-/// Most frames one write carries.
-const BATCH: usize = 64;
+/// What a request earns: replies (JSON text, in order), or the end of the
+/// connection with a close code and reason.
+pub(crate) type Replies = Result<Vec<String>, (u16, &'static str)>;
 
-/// Writes `first` and whatever else is already queued (up to [`BATCH`]) with a
-/// single flush: under load, the cost per delivery falls instead of rising.
-pub(crate) async fn write_batch<S>(
-    sink: &mut S,
-    first: Arc<RawValue>,
-    outbound: &mut Outbound,
-) -> Result<(), axum::Error>
-where
-    S: futures::Sink<axum::extract::ws::Message, Error = axum::Error> + Unpin,
-{
-    use futures::SinkExt;
-    sink.feed(axum::extract::ws::Message::Text(first.get().into()))
-        .await?;
-    for _ in 1..BATCH {
-        match outbound.try_recv() {
-            Ok(next) => {
-                sink.feed(axum::extract::ws::Message::Text(next.get().into()))
-                    .await?
+/// A front door's side of one connection.
+pub(crate) trait Session: Send + 'static {
+    /// One text message from the client. The future is boxed so that the
+    /// connection's task is small while idle, whatever a request awaits.
+    fn text<'a>(&'a mut self, text: &'a str) -> BoxFuture<'a, Replies>;
+    /// A binary message from the client.
+    fn binary(&mut self) -> Replies;
+    /// The connection has ended (whichever side ended it).
+    fn finish(self) -> BoxFuture<'static, ()>;
+}
+
+/// How a connection opens: the frames it starts with, then its session
+/// (registered with the hub as `conn`), or the close that refuses it.
+pub(crate) struct Opening<S> {
+    pub first: Vec<String>,
+    pub session: Result<(S, Arc<QueuedConn>), (u16, &'static str)>,
+}
+
+/// Takes the upgrade of an accepted handshake and runs the connection once
+/// it completes: `open` (boxed: it may await the store, and is freed once
+/// done) starts the session.
+pub(crate) fn spawn<S: Session>(
+    upgrade: OnUpgrade,
+    max_message: usize,
+    open: BoxFuture<'static, Opening<S>>,
+) {
+    tokio::spawn(async move {
+        let upgraded = match upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(error = %e, "websocket upgrade failed");
+                return;
             }
-            Err(_) => break,
+        };
+        let (io, read) = Stream::from_upgraded(upgraded);
+        let mut ws = WebSocket::new(io, read, max_message);
+        let opening = open.await;
+        for text in &opening.first {
+            ws.queue_text(text);
+        }
+        match opening.session {
+            Ok((session, conn)) => run(ws, conn, session).await,
+            Err((code, reason)) => close(&mut ws, code, reason).await,
+        }
+    });
+}
+
+enum Event {
+    Text(String),
+    Binary,
+    /// The server closed the connection, with this code.
+    Closed(u16),
+    /// The client left, or the socket failed.
+    Gone,
+}
+
+async fn run<S: Session>(mut ws: WebSocket, conn: Arc<QueuedConn>, mut session: S) {
+    let mut out = VecDeque::new();
+    loop {
+        let replies = match poll_fn(|cx| next(cx, &mut ws, &conn, &mut out)).await {
+            Event::Text(text) => session.text(&text).await,
+            Event::Binary => session.binary(),
+            Event::Closed(code) => {
+                close(&mut ws, code, close_reason(code)).await;
+                break;
+            }
+            Event::Gone => break,
+        };
+        match replies {
+            Ok(replies) => {
+                for r in &replies {
+                    ws.queue_text(r);
+                }
+            }
+            Err((code, reason)) => {
+                close(&mut ws, code, reason).await;
+                break;
+            }
         }
     }
-    sink.flush().await
+    session.finish().await;
+}
+
+/// Best effort: the close frame goes out if the socket takes it now.
+async fn close(ws: &mut WebSocket, code: u16, reason: &str) {
+    poll_fn(|cx| {
+        ws.send_close(cx, Some(code), reason);
+        Poll::Ready(())
+    })
+    .await
+}
+
+/// Writes what is queued and reads until a message arrives (or the end).
+fn next(
+    cx: &mut Context<'_>,
+    ws: &mut WebSocket,
+    conn: &QueuedConn,
+    out: &mut VecDeque<Arc<RawValue>>,
+) -> Poll<Event> {
+    // Write first: replies of the last request, and what the hub queued.
+    for round in 0.. {
+        if out.is_empty() {
+            let (queue, closed) = conn.take(cx);
+            if let Some(code) = closed {
+                return Poll::Ready(Event::Closed(code));
+            }
+            *out = queue;
+        }
+        let had = !out.is_empty();
+        match ws.poll_write(cx, out) {
+            Poll::Pending => break,
+            Poll::Ready(Err(_)) => return Poll::Ready(Event::Gone),
+            Poll::Ready(Ok(())) => {}
+        }
+        // Free the batch's storage: an idle connection holds none.
+        *out = VecDeque::new();
+        if !had {
+            break;
+        }
+        if round == 3 {
+            // Producers keep filling the queue: let the others run too.
+            cx.waker().wake_by_ref();
+            break;
+        }
+    }
+    if ws.backlog() > MAX_BACKLOG {
+        // Replies wait for the client to read them; the write side wakes us.
+        return Poll::Pending;
+    }
+    let mut message = None;
+    let read = ws.poll_read(cx, |msg| {
+        message = Some(match msg {
+            Msg::Text(t) => Event::Text(t.to_owned()),
+            Msg::Binary => Event::Binary,
+        });
+        Ok::<_, std::convert::Infallible>(Flow::Pause)
+    });
+    match read {
+        Poll::Pending => Poll::Pending,
+        Poll::Ready(End::Paused) => Poll::Ready(message.unwrap_or(Event::Gone)),
+        Poll::Ready(End::Closed | End::Failed) => Poll::Ready(Event::Gone),
+        Poll::Ready(End::Handler(never)) => match never {},
+    }
 }

@@ -17,9 +17,7 @@ mod packet;
 mod polling;
 mod server;
 mod socket;
-mod websocket;
 mod ws;
-mod wsframe;
 
 pub use server::{Config, SioServer};
 pub use socket::{Event, Handler, Reason, Socket};

@@ -2,7 +2,7 @@
 //! hand-written future from the HTTP upgrade to the end, which reads packets,
 //! writes the session's queue (everything waiting, in vectored writes straight
 //! from the shared packets) and keeps the heartbeat with a single timer. The
-//! websocket itself is ours ([`crate::websocket`]): an idle connection holds
+//! websocket itself is ours ([`huddle_ws`]): an idle connection holds
 //! no buffer at all.
 
 use std::collections::VecDeque;
@@ -21,7 +21,7 @@ use tokio::time::{sleep, Instant, Sleep};
 
 use crate::engine::{CloseReason, EngineConn, POLLING, UPGRADING, WEBSOCKET};
 use crate::server::{refuse, Inner};
-use crate::websocket::{self, End, Msg, Stream, WebSocket};
+use huddle_ws::{End, Flow, Msg, Stream, WebSocket};
 
 /// Accepts a websocket: a new session, or the upgrade of a polling one.
 pub(crate) fn accept(
@@ -38,7 +38,7 @@ pub(crate) fn accept(
             None => return refuse(1, "Session ID unknown"),
         },
     };
-    let (response, upgrade) = match websocket::handshake(&mut req) {
+    let (response, upgrade) = match huddle_ws::handshake(&mut req) {
         Ok(ok) => ok,
         Err(refused) => return *refused,
     };
@@ -199,11 +199,17 @@ impl Driver {
             ..
         } = self;
         let polled = ws.poll_read(cx, |msg| match (*phase, msg) {
-            (Phase::Running, Msg::Text(t)) => conn.on_text(t).map_err(Outcome::Closed),
-            (Phase::Running, Msg::Binary) => conn.on_binary().map_err(Outcome::Closed),
+            (Phase::Running, Msg::Text(t)) => conn
+                .on_text(t)
+                .map(|()| Flow::Continue)
+                .map_err(Outcome::Closed),
+            (Phase::Running, Msg::Binary) => conn
+                .on_binary()
+                .map(|()| Flow::Continue)
+                .map_err(Outcome::Closed),
             (Phase::Probing, Msg::Text("2probe")) => {
                 answer_probe = true;
-                Ok(())
+                Ok(Flow::Continue)
             }
             (Phase::Probing, Msg::Text("5")) => {
                 conn.set_transport(WEBSOCKET);
@@ -213,7 +219,7 @@ impl Driver {
                 *phase = Phase::Running;
                 let cfg = &conn.server().cfg;
                 timer.as_mut().reset(Instant::now() + cfg.ping_interval);
-                Ok(())
+                Ok(Flow::Continue)
             }
             (Phase::Probing, _) => Err(Outcome::ProbeFailed),
         });
@@ -227,6 +233,11 @@ impl Driver {
         };
         Poll::Ready(match end {
             End::Handler(outcome) => outcome,
+            // Never asked for here: every message is handled as it comes.
+            End::Paused => {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             _ if self.phase == Phase::Probing => Outcome::ProbeFailed,
             End::Closed => Outcome::Closed(CloseReason::TransportClose),
             End::Failed => Outcome::Closed(CloseReason::TransportError),
@@ -294,7 +305,7 @@ impl Driver {
             // Free the batch's storage: an idle connection holds none.
             self.out = VecDeque::new();
             if let Some(reason) = self.closing {
-                self.ws.send_close(cx, Some(crate::wsframe::CLOSE_NORMAL));
+                self.ws.send_close(cx, Some(huddle_ws::CLOSE_NORMAL), "");
                 return Poll::Ready(Outcome::Closed(reason));
             }
             if !had {

@@ -16,7 +16,6 @@ use huddle_domain::{Domain, DomainEvent};
 
 pub use api::routes as api_routes;
 pub use ws::router as ws_router;
-pub(crate) use ws::{is_too_big, WS_READ_BUFFER};
 
 /// Transport settings of the comet websocket.
 #[derive(Debug, Clone)]

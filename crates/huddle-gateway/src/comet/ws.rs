@@ -1,22 +1,22 @@
-//! The comet websocket: one task per connection reading commands and writing
-//! its bounded outbound queue.
+//! The comet websocket: the connection's URL, Origin and subprotocol are
+//! checked here, its commands answered by [`Session`]; the socket itself is
+//! [`crate::wsconn`]'s (one small task per connection, a bounded queue).
 
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use futures::{SinkExt, StreamExt};
+use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
 use huddle_core::{ConnId, TokenBucket};
 
-use crate::wsconn::QueuedConn;
+use crate::wsconn::{self, Opening, QueuedConn, Replies};
 use huddle_domain::comet::{valid_name, Sender, MAX_NAME, MAX_SUBSCRIPTIONS};
 
 use super::url::{parse, ConnectRequest};
@@ -48,13 +48,13 @@ async fn upgrade_bare() -> Response {
 async fn upgrade(
     State(gw): State<Arc<CometGateway>>,
     Path(rest): Path<String>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut http: Request,
 ) -> Response {
     let req = match parse(&rest) {
         Ok(r) => r,
         Err(r) => return refuse(r.status(), r.message()),
     };
+    let headers = http.headers();
     let allowed = gw
         .settings
         .dev_origins
@@ -71,28 +71,24 @@ async fn upgrade(
         }
     }
     let offered_chat = headers
-        .get(header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|p| p.to_str().ok())
-        .is_some_and(|p| p.split(',').any(|x| x.trim() == "chat"));
-    // tungstenite reserves a 128 KiB read buffer per socket by default, all of
-    // it resident; a small one costs nothing while idle. The write buffer is
-    // a threshold: frames written in one batch share a few syscalls (it keeps
-    // the capacity of the largest batch, at most the threshold plus a frame).
-    let ws = ws
-        .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(crate::wsconn::WRITE_COALESCE)
-        .max_message_size(gw.settings.max_frame)
-        .max_frame_size(gw.settings.max_frame);
-    let ws = if offered_chat {
-        ws.protocols(["chat"])
-    } else {
-        ws
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|p| p.to_str().ok())
+        .any(|p| p.split(',').any(|x| x.trim() == "chat"));
+    let (mut response, upgrade) = match huddle_ws::handshake(&mut http) {
+        Ok(ok) => ok,
+        Err(refused) => return *refused,
     };
-    ws.on_upgrade(move |socket| Box::pin(connection(gw, req, socket)))
+    if offered_chat {
+        response.headers_mut().insert(
+            header::SEC_WEBSOCKET_PROTOCOL,
+            HeaderValue::from_static("chat"),
+        );
+    }
+    let max = gw.settings.max_frame;
+    wsconn::spawn(upgrade, max, Box::pin(open(gw, req)));
+    response
 }
-
-/// Read buffer per raw websocket (see `upgrade`).
-pub(crate) const WS_READ_BUFFER: usize = 4096;
 
 static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
@@ -107,17 +103,14 @@ struct Session {
     bucket: TokenBucket,
 }
 
-/// Whether a read failed because a frame exceeded the configured size.
-pub(crate) fn is_too_big(e: &axum::Error) -> bool {
-    let text = e.to_string();
-    text.contains("too long") || text.contains("Space limit exceeded") || text.contains("too big")
-}
-
 fn sys_error(error: &str, code: &str) -> Value {
     json!({"pipe": "sys", "event": "error", "data": {"error": error, "code": code}})
 }
 
-async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebSocket) {
+/// Authenticates the connection, registers it with the hub and counts it
+/// online, then announces the session (`serverInfo`) and hands over what was
+/// queued for the user while offline.
+async fn open(gw: Arc<CometGateway>, req: ConnectRequest) -> Opening<Session> {
     let authorized = matches!(
         gw.domain
             .comet_authenticate(&req.dev, req.user_id, &req.key)
@@ -133,8 +126,8 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
         NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
     .into();
-    let (conn, mut outbound, close) = QueuedConn::new(id.clone(), gw.settings.outbound_queue);
-    gw.hub.register(conn);
+    let conn = QueuedConn::new(id.clone(), gw.settings.outbound_queue);
+    gw.hub.register(conn.clone());
     gw.conns().insert(
         id.clone(),
         CometCtx {
@@ -147,49 +140,21 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
         if let Err(e) = gw.domain.comet_connected(&req.dev, user_id).await {
             gw.hub.unregister(&id);
             gw.conns().remove(&id);
-            let _closing = socket
-                .send(Message::Text(
-                    sys_error(&e.to_string(), "429").to_string().into(),
-                ))
-                .await;
-            let _closing = socket
-                .send(Message::Close(Some(CloseFrame {
-                    code: 1008,
-                    reason: "too many connections".into(),
-                })))
-                .await;
-            return;
+            return Opening {
+                first: vec![sys_error(&e.to_string(), "429").to_string()],
+                session: Err((1008, "too many connections")),
+            };
         }
     }
     let info = json!({
         "pipe": "sys", "event": "serverInfo", "data": "", "server": "huddle",
         "authorized": authorized, "message_send_time": chrono::Utc::now().timestamp(),
     });
-    let announced = socket
-        .send(Message::Text(info.to_string().into()))
-        .await
-        .is_ok();
-    let mut s = Session {
-        gw: gw.clone(),
-        id: id.clone(),
-        dev: req.dev.clone(),
-        user_id,
-        uuid: req.uuid.clone(),
-        subscriptions: HashSet::new(),
-        bucket: TokenBucket::new(
-            gw.settings.rate_per_sec,
-            gw.settings.rate_burst,
-            Instant::now(),
-        ),
-    };
-    let (mut sink, mut stream) = socket.split();
+    let mut first = vec![info.to_string()];
     // Messages queued for this user while offline: exactly once, in order,
-    // before any live one. A second pass catches a message that was being
-    // queued while the first pass ran (its sender saw the user offline).
-    if !announced {
-        s.finish().await;
-        return;
-    }
+    // before any live one (they are written ahead of the hub's frames). A
+    // second pass catches a message that was being queued while the first
+    // pass ran (its sender saw the user offline).
     if authorized {
         for _pass in 0..2 {
             match gw.domain.comet_take_queue(&req.dev, user_id).await {
@@ -204,67 +169,52 @@ async fn connection(gw: Arc<CometGateway>, req: ConnectRequest, mut socket: WebS
                             0,
                             &[("fromQueue", Value::Bool(true))],
                         );
-                        if sink
-                            .send(Message::Text(v.to_string().into()))
-                            .await
-                            .is_err()
-                        {
-                            break;
-                        }
+                        first.push(v.to_string());
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "comet queue flush failed"),
             }
         }
     }
-    loop {
-        tokio::select! {
-            out = outbound.recv() => match out {
-                // Everything already waiting goes out in one write.
-                Some(text) => if crate::wsconn::write_batch(&mut sink, text, &mut outbound).await.is_err() { break },
-                None => break,
-            },
-            (code, reason) = close.closed() => {
-                let _closing = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
-                break;
-            }
-            incoming = stream.next() => {
-                let msg = match incoming {
-                    Some(Ok(msg)) => msg,
-                    Some(Err(e)) => {
-                        // A frame over the size limit ends the connection with 1009.
-                        if is_too_big(&e) {
-                            let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1009, reason: "message too big".into() }))).await;
-                        }
-                        break;
-                    }
-                    None => break,
-                };
-                let replies = match msg {
-                    Message::Text(t) => match s.command(t.as_str()).await {
-                        Some(replies) => replies,
-                        None => {
-                            // As the original: an unknown command ends the connection.
-                            let _closing = sink.send(Message::Close(Some(CloseFrame { code: 1008, reason: "unknown command".into() }))).await;
-                            break;
-                        }
-                    },
-                    Message::Binary(_) => vec![sys_error("binary frames are not supported", "400")],
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
-                };
-                let mut failed = false;
-                for r in replies {
-                    if sink.send(Message::Text(r.to_string().into())).await.is_err() {
-                        failed = true;
-                        break;
-                    }
-                }
-                if failed { break }
-            }
-        }
+    let session = Session {
+        bucket: TokenBucket::new(
+            gw.settings.rate_per_sec,
+            gw.settings.rate_burst,
+            Instant::now(),
+        ),
+        gw,
+        id,
+        dev: req.dev,
+        user_id,
+        uuid: req.uuid,
+        subscriptions: HashSet::new(),
+    };
+    Opening {
+        first,
+        session: Ok((session, conn)),
     }
-    s.finish().await;
+}
+
+impl wsconn::Session for Session {
+    fn text<'a>(&'a mut self, text: &'a str) -> BoxFuture<'a, Replies> {
+        Box::pin(async move {
+            match self.command(text).await {
+                Some(replies) => Ok(replies.iter().map(Value::to_string).collect()),
+                // As the original: an unknown command ends the connection.
+                None => Err((1008, "unknown command")),
+            }
+        })
+    }
+
+    fn binary(&mut self) -> Replies {
+        Ok(vec![
+            sys_error("binary frames are not supported", "400").to_string()
+        ])
+    }
+
+    fn finish(self) -> BoxFuture<'static, ()> {
+        Box::pin(self.leave())
+    }
 }
 
 impl Session {
@@ -475,7 +425,7 @@ impl Session {
     }
 
     /// Leaves every pipe (announcing on track_ pipes) and the presence registry.
-    async fn finish(self) {
+    async fn leave(self) {
         for pipe in &self.subscriptions {
             if pipe.starts_with("track_") {
                 self.track_event(pipe, "unsubscription");

@@ -238,6 +238,20 @@ impl Comet {
             .unwrap_or_else(|e| panic!("send {text:?}: {e}"));
     }
 
+    /// Sends every frame in one write (the server reads them all at once).
+    pub async fn send_pipelined(&mut self, texts: &[String]) {
+        for t in texts {
+            self.ws
+                .feed(Message::text(t.clone()))
+                .await
+                .unwrap_or_else(|e| panic!("feed {t:?}: {e}"));
+        }
+        self.ws
+            .flush()
+            .await
+            .unwrap_or_else(|e| panic!("flush: {e}"));
+    }
+
     /// Sends one text frame, ignoring a connection the server already closed.
     pub async fn send_lossy(&mut self, text: &str) {
         let _ = self.ws.send(Message::text(text.to_owned())).await;

@@ -21,6 +21,7 @@ both_engines!(
     user_status_and_user_data_replies,
     statistics_is_accepted_and_ignored,
     unknown_command_closes_the_connection,
+    pipelined_commands_are_answered_in_order,
 );
 
 fn on(pipe: &'static str) -> impl Fn(&Value) -> bool {
@@ -727,5 +728,48 @@ async fn json_text_reads_the_same_on_every_path(engine: Engine) {
     for c in [sender, sub, five, watcher] {
         c.close().await;
     }
+    app.stop().await;
+}
+
+/// Commands arriving together (one read holds them all) are each handled
+/// once, in order, and none is lost while an earlier one is answered.
+async fn pipelined_commands_are_answered_in_order(engine: Engine) {
+    let app = comet_app(engine).await;
+    let mut a = Comet::anonymous(&app, "1").await;
+    let mut b = Comet::anonymous(&app, "1").await;
+    b.subscribe(&["web_pipelined"]).await;
+    b.sync().await;
+    // Within the default burst of 100 commands; the publications interleave
+    // with count queries, so a command handled twice or skipped shows.
+    let mut batch = Vec::new();
+    for i in 0..45 {
+        batch.push(format!("pipe_count\nweb_pipelined\np{i}\n"));
+        batch.push(format!("web_pipe2\nweb_pipelined\nev\n0\nn{i}"));
+    }
+    a.send_pipelined(&batch).await;
+    for i in 0..45 {
+        let count = a
+            .expect("a count", |v| v["pipe"] == "_answer_pipe_count")
+            .await;
+        assert_eq!(count["marker"], format!("p{i}"), "counts in order: {count}");
+        assert_eq!(count["data"]["user_in_pipe"], 1, "{count}");
+        let answer = a
+            .expect("a publication answer", |v| {
+                v["pipe"] == "_answer_to_web_pipelined"
+            })
+            .await;
+        assert_eq!(answer["data"]["number_messages"], 1, "{answer}");
+        let got = b.expect("a publication", on("web_pipelined")).await;
+        assert_eq!(
+            got["data"],
+            format!("n{i}"),
+            "publications in order, each once: {got}"
+        );
+    }
+    a.sync().await;
+    b.assert_none("a 46th publication", on("web_pipelined"))
+        .await;
+    a.close().await;
+    b.close().await;
     app.stop().await;
 }

@@ -27,10 +27,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
+use serde_json::value::RawValue;
+use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::wsframe::{self, FrameError, MAX_HEADER};
+use crate::frame::{self as wsframe, FrameError, MAX_HEADER};
 
 /// Bytes read per syscall, into a buffer on the stack.
 const READ_CHUNK: usize = 4096;
@@ -42,7 +44,7 @@ const FRAMES_PER_WRITE: usize = 32;
 /// Checks a websocket opening handshake and takes the connection's upgrade.
 /// `Ok`: the `101` answer and the upgrade that resolves once it is sent.
 /// `Err`: the answer refusing it.
-pub(crate) fn handshake(req: &mut Request) -> Result<(Response, OnUpgrade), Box<Response>> {
+pub fn handshake(req: &mut Request) -> Result<(Response, OnUpgrade), Box<Response>> {
     let h = req.headers();
     if !has_token(h, header::UPGRADE, "websocket") || !has_token(h, header::CONNECTION, "upgrade") {
         return Err(refuse(
@@ -99,14 +101,14 @@ fn refuse(status: StatusCode, message: &'static str) -> Box<Response> {
 
 /// The upgraded connection: the bare TCP stream when the server is axum's
 /// (always, in huddle), otherwise hyper's boxed stream.
-pub(crate) enum Stream {
+pub enum Stream {
     Tcp(TcpStream),
     Upgraded(TokioIo<Upgraded>),
 }
 
 impl Stream {
     /// Unwraps an upgrade, with the bytes the HTTP layer read past the request.
-    pub(crate) fn from_upgraded(upgraded: Upgraded) -> (Stream, Bytes) {
+    pub fn from_upgraded(upgraded: Upgraded) -> (Stream, Bytes) {
         match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
             Ok(parts) => (Stream::Tcp(parts.io.into_inner()), parts.read_buf),
             Err(upgraded) => (Stream::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
@@ -154,15 +156,28 @@ impl Stream {
 }
 
 /// A whole message from the client.
-pub(crate) enum Msg<'a> {
+pub enum Msg<'a> {
     Text(&'a str),
     /// A binary message (its bytes are not needed by any transport yet).
     Binary,
 }
 
-/// Why reading stopped for good.
+/// What the message handler wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Hand over the next message, if one has arrived.
+    Continue,
+    /// Stop here: [`WebSocket::poll_read`] returns [`End::Paused`] and the
+    /// next call goes on with the following message (nothing is lost). For a
+    /// handler that must do asynchronous work before the next message.
+    Pause,
+}
+
+/// Why reading stopped.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum End<E> {
+pub enum End<E> {
+    /// The handler asked for a pause ([`Flow::Pause`]); reading can go on.
+    Paused,
     /// The client closed: a close frame (echoed) or the end of the stream.
     Closed,
     /// An I/O error, or a protocol error (answered with its close code).
@@ -172,7 +187,7 @@ pub(crate) enum End<E> {
 }
 
 /// One websocket's framing state around its stream.
-pub(crate) struct WebSocket {
+pub struct WebSocket {
     io: Stream,
     /// Bytes read that do not make a whole frame yet; unallocated while idle.
     rbuf: Vec<u8>,
@@ -186,11 +201,13 @@ pub(crate) struct WebSocket {
     ctrl: Vec<u8>,
     max_message: usize,
     close_sent: bool,
+    /// The handler asked for a pause during the current read.
+    paused: bool,
 }
 
 impl WebSocket {
     /// `max_message`: the largest frame or reassembled message accepted (1009 past it).
-    pub(crate) fn new(io: Stream, read: Bytes, max_message: usize) -> WebSocket {
+    pub fn new(io: Stream, read: Bytes, max_message: usize) -> WebSocket {
         WebSocket {
             io,
             unread: !read.is_empty(),
@@ -200,21 +217,25 @@ impl WebSocket {
             ctrl: Vec::new(),
             max_message,
             close_sent: false,
+            paused: false,
         }
     }
 
     /// Reads what has arrived and hands each whole message to `on_msg`.
     /// `Pending`: nothing more to read now (the task is woken when there is,
     /// or at once after a full budget).
-    pub(crate) fn poll_read<E>(
+    pub fn poll_read<E>(
         &mut self,
         cx: &mut Context<'_>,
-        mut on_msg: impl FnMut(Msg<'_>) -> Result<(), E>,
+        mut on_msg: impl FnMut(Msg<'_>) -> Result<Flow, E>,
     ) -> Poll<End<E>> {
         if self.unread {
             self.unread = false;
             if let Err(end) = self.absorb(cx, &mut [], &mut on_msg) {
                 return Poll::Ready(end);
+            }
+            if std::mem::take(&mut self.paused) {
+                return Poll::Ready(End::Paused);
             }
         }
         let mut chunk = [0u8; READ_CHUNK];
@@ -233,6 +254,9 @@ impl WebSocket {
             if let Err(end) = self.absorb(cx, &mut chunk[..n], &mut on_msg) {
                 return Poll::Ready(end);
             }
+            if std::mem::take(&mut self.paused) {
+                return Poll::Ready(End::Paused);
+            }
         }
         cx.waker().wake_by_ref();
         Poll::Pending
@@ -242,7 +266,7 @@ impl WebSocket {
         &mut self,
         cx: &mut Context<'_>,
         fresh: &mut [u8],
-        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<Flow, E>,
     ) -> Result<(), End<E>> {
         if self.rbuf.is_empty() {
             let used = self.frames(cx, fresh, on_msg)?;
@@ -256,6 +280,8 @@ impl WebSocket {
                 self.rbuf = buf;
             }
         }
+        // After a pause, what follows is handled on the next call first.
+        self.unread = self.paused && !self.rbuf.is_empty();
         Ok(())
     }
 
@@ -264,7 +290,7 @@ impl WebSocket {
         &mut self,
         cx: &mut Context<'_>,
         buf: &mut [u8],
-        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<Flow, E>,
     ) -> Result<usize, End<E>> {
         let mut pos = 0;
         loop {
@@ -279,8 +305,12 @@ impl WebSocket {
             }
             let payload = &mut buf[pos + h.size..end];
             wsframe::unmask(payload, h.mask);
-            self.frame(cx, h, payload, on_msg)?;
+            let flow = self.frame(cx, h, payload, on_msg)?;
             pos = end;
+            if flow == Flow::Pause {
+                self.paused = true;
+                return Ok(pos);
+            }
         }
     }
 
@@ -289,19 +319,19 @@ impl WebSocket {
         cx: &mut Context<'_>,
         h: wsframe::Header,
         payload: &[u8],
-        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
-    ) -> Result<(), End<E>> {
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<Flow, E>,
+    ) -> Result<Flow, End<E>> {
         match h.opcode {
             wsframe::OP_PING => {
                 wsframe::encode(wsframe::OP_PONG, payload, &mut self.ctrl);
-                Ok(())
+                Ok(Flow::Continue)
             }
-            wsframe::OP_PONG => Ok(()),
+            wsframe::OP_PONG => Ok(Flow::Continue),
             wsframe::OP_CLOSE => match wsframe::check_close(payload) {
                 Ok(()) => {
                     // Echo the code (an empty close is answered empty).
                     let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    self.send_close(cx, code);
+                    self.send_close(cx, code, "");
                     Err(End::Closed)
                 }
                 Err(e) => Err(self.fail(cx, e)),
@@ -315,7 +345,7 @@ impl WebSocket {
             }
             wsframe::OP_TEXT | wsframe::OP_BINARY => {
                 self.partial = Some((h.opcode, payload.to_vec()));
-                Ok(())
+                Ok(Flow::Continue)
             }
             _ => {
                 let Some((opcode, mut data)) = self.partial.take() else {
@@ -329,7 +359,7 @@ impl WebSocket {
                     self.message(cx, opcode, &data, on_msg)
                 } else {
                     self.partial = Some((opcode, data));
-                    Ok(())
+                    Ok(Flow::Continue)
                 }
             }
         }
@@ -340,8 +370,8 @@ impl WebSocket {
         cx: &mut Context<'_>,
         opcode: u8,
         data: &[u8],
-        on_msg: &mut impl FnMut(Msg<'_>) -> Result<(), E>,
-    ) -> Result<(), End<E>> {
+        on_msg: &mut impl FnMut(Msg<'_>) -> Result<Flow, E>,
+    ) -> Result<Flow, End<E>> {
         let msg = if opcode == wsframe::OP_TEXT {
             match std::str::from_utf8(data) {
                 Ok(text) => Msg::Text(text),
@@ -355,36 +385,53 @@ impl WebSocket {
 
     fn fail<E>(&mut self, cx: &mut Context<'_>, e: FrameError) -> End<E> {
         tracing::debug!(error = ?e, "websocket protocol error");
-        self.send_close(cx, Some(e.close_code()));
+        self.send_close(cx, Some(e.close_code()), "");
         End::Failed
     }
 
     /// Queues a text frame of our own (written before the next data frame).
-    pub(crate) fn queue_text(&mut self, text: &str) {
+    /// The caller bounds these: see [`WebSocket::backlog`].
+    pub fn queue_text(&mut self, text: &str) {
         wsframe::encode(wsframe::OP_TEXT, text.as_bytes(), &mut self.ctrl);
+    }
+
+    /// Bytes of our own frames not written yet (replies queued with
+    /// [`WebSocket::queue_text`], pongs): a caller that answers requests stops
+    /// reading while this is large, so a client that does not read cannot
+    /// make it grow.
+    pub fn backlog(&self) -> usize {
+        self.ctrl.len()
     }
 
     /// Sends a close frame, best effort and once: the connection is ending,
     /// so a client that does not read does not hold it.
-    pub(crate) fn send_close(&mut self, cx: &mut Context<'_>, code: Option<u16>) {
+    /// `reason` is cut to the 123 bytes a close frame can carry.
+    pub fn send_close(&mut self, cx: &mut Context<'_>, code: Option<u16>, reason: &str) {
         if self.close_sent || self.written > 0 {
             // A data frame is half written: no frame can follow it.
             return;
         }
         self.close_sent = true;
-        let code = code.map(u16::to_be_bytes);
-        wsframe::encode(
-            wsframe::OP_CLOSE,
-            code.as_ref().map_or(&[][..], |c| &c[..]),
-            &mut self.ctrl,
-        );
+        let mut payload = [0u8; 125];
+        let mut len = 0;
+        if let Some(code) = code {
+            payload[..2].copy_from_slice(&code.to_be_bytes());
+            len = 2;
+            let mut cut = reason.len().min(123);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            payload[2..2 + cut].copy_from_slice(&reason.as_bytes()[..cut]);
+            len += cut;
+        }
+        wsframe::encode(wsframe::OP_CLOSE, &payload[..len], &mut self.ctrl);
         if let Poll::Ready(Ok(())) = self.poll_ctrl(cx) {
             let _ = self.io.poll_shutdown(cx);
         }
     }
 
     /// Writes our own frames, if any and if no data frame is half written.
-    pub(crate) fn poll_ctrl(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+    pub fn poll_ctrl(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.written > 0 {
             return Poll::Ready(Ok(()));
         }
@@ -404,10 +451,10 @@ impl WebSocket {
 
     /// Writes every packet of `out` as a text frame, popping each once
     /// written, our own frames in between. `Pending`: the socket is full.
-    pub(crate) fn poll_write(
+    pub fn poll_write<P: Payload>(
         &mut self,
         cx: &mut Context<'_>,
-        out: &mut VecDeque<Utf8Bytes>,
+        out: &mut VecDeque<P>,
     ) -> Poll<io::Result<()>> {
         loop {
             match self.poll_ctrl(cx) {
@@ -428,12 +475,12 @@ impl WebSocket {
             let mut lens = [0usize; FRAMES_PER_WRITE];
             let frames = out.len().min(limit);
             for (i, p) in out.iter().take(frames).enumerate() {
-                lens[i] = wsframe::header(wsframe::OP_TEXT, p.as_str().len(), &mut heads[i]);
+                lens[i] = wsframe::header(wsframe::OP_TEXT, p.bytes().len(), &mut heads[i]);
             }
             let mut iov = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
             let mut n = 0;
             for (i, p) in out.iter().take(frames).enumerate() {
-                let body = p.as_str().as_bytes();
+                let body = p.bytes();
                 let skip = if i == 0 { self.written } else { 0 };
                 if skip < lens[i] {
                     iov[n] = IoSlice::new(&heads[i][skip..lens[i]]);
@@ -455,10 +502,10 @@ impl WebSocket {
         }
     }
 
-    fn consume(&mut self, out: &mut VecDeque<Utf8Bytes>, mut sent: usize) {
+    fn consume<P: Payload>(&mut self, out: &mut VecDeque<P>, mut sent: usize) {
         while sent > 0 {
             let Some(p) = out.front() else { return };
-            let len = p.as_str().len();
+            let len = p.bytes().len();
             let left = frame_len(len) - self.written;
             if sent >= left {
                 sent -= left;
@@ -479,4 +526,23 @@ fn frame_len(payload: usize) -> usize {
         _ => 10,
     };
     head + payload
+}
+
+/// An outbound text message, shared by every connection it goes to: written
+/// from its own bytes, never copied per connection. Must be UTF-8.
+pub trait Payload {
+    fn bytes(&self) -> &[u8];
+}
+
+impl Payload for Utf8Bytes {
+    fn bytes(&self) -> &[u8] {
+        self.as_str().as_bytes()
+    }
+}
+
+/// A JSON value encoded once (what the hub fans out).
+impl Payload for Arc<RawValue> {
+    fn bytes(&self) -> &[u8] {
+        self.get().as_bytes()
+    }
 }

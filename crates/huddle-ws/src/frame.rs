@@ -13,11 +13,11 @@ pub(crate) const OP_CLOSE: u8 = 0x8;
 pub(crate) const OP_PING: u8 = 0x9;
 pub(crate) const OP_PONG: u8 = 0xA;
 
-/// Close codes we send.
-pub(crate) const CLOSE_NORMAL: u16 = 1000;
-pub(crate) const CLOSE_PROTOCOL: u16 = 1002;
-pub(crate) const CLOSE_INVALID_DATA: u16 = 1007;
-pub(crate) const CLOSE_TOO_BIG: u16 = 1009;
+/// Close codes sent by this layer (and for callers' own closes).
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_PROTOCOL: u16 = 1002;
+pub const CLOSE_INVALID_DATA: u16 = 1007;
+pub const CLOSE_TOO_BIG: u16 = 1009;
 
 /// The longest frame header we send: 2 bytes and a 64-bit length.
 pub(crate) const MAX_HEADER: usize = 10;
