@@ -7,16 +7,22 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::measure::{self, Deliveries, FanoutOutcome, Stamp};
 use crate::procstat;
+use crate::sio::Target;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Comet websocket base, e.g. ws://127.0.0.1:8087
+    /// Comet websocket base, e.g. ws://127.0.0.1:8087 (http:// is taken as ws://)
     #[arg(long, default_value = "ws://127.0.0.1:8087")]
     url: String,
+    /// Only `comet` (accepted so that scripts/bench can pass it to every scenario).
+    #[arg(long, value_enum, default_value_t = Target::Comet)]
+    target: Target,
     #[arg(long, default_value_t = 2000)]
     subscribers: usize,
     /// Publications per second.
@@ -41,10 +47,31 @@ fn bench_payload(text: &str) -> Option<Stamp> {
     measure::stamp(text, "\"data\":\"")
 }
 
+/// A client websocket with a small read buffer: tungstenite's default
+/// (128 KiB) is zeroed on every read, which made the client the bottleneck.
+async fn connect(
+    url: &str,
+) -> Result<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>, String> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    Ok(ws)
+}
+
 pub async fn run(a: Args) -> Result<(), String> {
+    if a.target != Target::Comet {
+        return Err("comet-fanout drives the comet endpoint only (--target comet)".into());
+    }
+    let base = match a.url.strip_prefix("http://") {
+        Some(rest) => format!("ws://{rest}"),
+        None => a.url.clone(),
+    };
     let url = format!(
         "{}/ws/sesion=&myid=0&devid=bench&v=4.09&uuid=b&api=js",
-        a.url
+        base.trim_end_matches('/')
     );
     let total = (a.rate * a.seconds) as usize;
     let d = Arc::new(Deliveries::new(total, a.subscribers));
@@ -53,9 +80,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for _ in 0..a.subscribers {
         let mut stop = stop_rx.clone();
-        let (mut ws, _) = tokio_tungstenite::connect_async(&url)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
+        let mut ws = connect(&url).await?;
         ws.send(Message::Text("subscription\nweb_bench".into()))
             .await
             .map_err(|e| e.to_string())?;
@@ -93,9 +118,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (publisher, _) = tokio_tungstenite::connect_async(&url)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
+    let publisher = connect(&url).await?;
     let (mut publisher, mut answers) = publisher.split();
     // Read the publisher's replies (delivery reports, refusals) so its own
     // queue never fills.
@@ -143,7 +166,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     reader.abort();
     FanoutOutcome {
         scenario: "comet-fanout",
-        target: "huddle",
+        target: "comet",
         subscribers: a.subscribers,
         rate: a.rate,
         seconds: a.seconds,

@@ -143,7 +143,9 @@ pub trait Connection: Send + Sync + 'static {
 #[derive(Default)]
 struct Maps {
     conns: HashMap<ConnId, Arc<dyn Connection>>,
-    topics: HashMap<Topic, HashSet<ConnId>>,
+    /// Each topic's subscribers, with their connection: a publication walks
+    /// one map (no second lookup per receiver).
+    topics: HashMap<Topic, HashMap<ConnId, Arc<dyn Connection>>>,
     subscriptions: HashMap<ConnId, HashSet<Topic>>,
 }
 
@@ -206,7 +208,9 @@ impl Hub {
     /// Subscribes a registered connection to a topic; unknown connections are ignored.
     pub fn join(&self, id: &str, topic: Topic) {
         let mut m = self.maps();
-        let Some(conn) = m.conns.get(id) else { return };
+        let Some(conn) = m.conns.get(id).cloned() else {
+            return;
+        };
         let conn_id = conn.id().clone();
         // Every subscriber shares the topic's one name allocation.
         let topic = match m.topics.get_key_value(&topic) {
@@ -216,7 +220,7 @@ impl Hub {
         m.topics
             .entry(topic.clone())
             .or_default()
-            .insert(conn_id.clone());
+            .insert(conn_id.clone(), conn);
         m.subscriptions.entry(conn_id).or_default().insert(topic);
     }
 
@@ -245,7 +249,7 @@ impl Hub {
     pub fn drop_topic(&self, topic: &Topic) {
         let mut m = self.maps();
         if let Some(set) = m.topics.remove(topic) {
-            for id in set {
+            for id in set.into_keys() {
                 if let Some(subs) = m.subscriptions.get_mut(&id) {
                     subs.remove(topic);
                     if subs.is_empty() {
@@ -261,8 +265,13 @@ impl Hub {
         self.maps()
             .topics
             .get(topic)
-            .map(|s| s.iter().cloned().collect())
+            .map(|s| s.keys().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// How many connections subscribe to `topic`.
+    pub fn subscriber_count(&self, topic: &Topic) -> usize {
+        self.maps().topics.get(topic).map_or(0, HashMap::len)
     }
 
     /// The topics `id` subscribes to.
@@ -296,8 +305,8 @@ impl Hub {
                 return 0;
             };
             set.iter()
-                .filter(|id| Some(id.as_ref()) != except)
-                .filter_map(|id| m.conns.get(id).cloned())
+                .filter(|(id, _)| Some(id.as_ref()) != except)
+                .map(|(_, conn)| conn.clone())
                 .collect()
         };
         self.send_all(&receivers, frame)
@@ -312,8 +321,8 @@ impl Hub {
                 .iter()
                 .filter_map(|t| m.topics.get(t))
                 .flatten()
-                .filter(|id| Some(id.as_ref()) != except && seen.insert(id))
-                .filter_map(|id| m.conns.get(id).cloned())
+                .filter(|(id, _)| Some(id.as_ref()) != except && seen.insert(id))
+                .map(|(_, conn)| conn.clone())
                 .collect()
         };
         self.send_all(&receivers, frame)

@@ -84,7 +84,7 @@ impl UsersSocket {
 
     /// Connected sockets (metrics).
     pub fn connections(&self) -> usize {
-        self.hub.subscribers(&everyone()).len()
+        self.hub.subscriber_count(&everyone())
     }
 
     /// Upgrades refused for their Origin (metrics).

@@ -110,7 +110,15 @@ impl Stream {
     /// Unwraps an upgrade, with the bytes the HTTP layer read past the request.
     pub fn from_upgraded(upgraded: Upgraded) -> (Stream, Bytes) {
         match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
-            Ok(parts) => (Stream::Tcp(parts.io.into_inner()), parts.read_buf),
+            Ok(parts) => {
+                let tcp = parts.io.into_inner();
+                // Frames go out at once: a small write must not wait for the
+                // previous one's ACK (Nagle and a delayed ACK hold it ~40 ms).
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+                (Stream::Tcp(tcp), parts.read_buf)
+            }
             Err(upgraded) => (Stream::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
         }
     }

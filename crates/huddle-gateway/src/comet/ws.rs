@@ -312,13 +312,11 @@ impl Session {
             self.id.to_string(),
         ) {
             Ok(pipe) => {
-                let others = self
-                    .gw
-                    .hub
-                    .subscribers(&pipe_topic(&self.dev, &pipe))
-                    .into_iter()
-                    .filter(|c| *c != self.id)
-                    .count();
+                let topic = pipe_topic(&self.dev, &pipe);
+                let hub = &self.gw.hub;
+                let others = hub
+                    .subscriber_count(&topic)
+                    .saturating_sub(usize::from(hub.is_subscribed(&self.id, &topic)));
                 vec![json!({
                     "pipe": format!("_answer_to_{pipe}"), "event": "answer",
                     "data": {"number_messages": others, "message": message},
@@ -367,7 +365,7 @@ impl Session {
                 "403",
             )];
         }
-        let n = self.gw.hub.subscribers(&pipe_topic(&self.dev, pipe)).len();
+        let n = self.gw.hub.subscriber_count(&pipe_topic(&self.dev, pipe));
         vec![
             json!({"pipe": "_answer_pipe_count", "event": "user_in_pipe", "marker": marker, "data": {"user_in_pipe": n}}),
         ]
