@@ -126,6 +126,26 @@ pub struct ChannelAccess {
 }
 
 impl ChannelAccess {
+    /// The access a store grant describes; `None`: not a workspace member, or
+    /// a role this version does not know (both refuse).
+    pub fn from_grant(g: &huddle_store::ChannelGrant<'_>) -> Option<ChannelAccess> {
+        Some(ChannelAccess {
+            workspace_role: WorkspaceRole::parse(g.workspace_role?).ok()?,
+            channel_role: match g.channel_role {
+                Some(r) => Some(ChannelRole::parse(r).ok()?),
+                None => None,
+            },
+            is_private: g.is_private,
+            is_creator: g.creator_id == g.user_id,
+        })
+    }
+
+    /// Posting a chat: whoever can see the channel (the rule `post_chat`
+    /// gives the chat writer, applied in the transaction that stores it).
+    pub fn may_post(g: &huddle_store::ChannelGrant<'_>) -> bool {
+        ChannelAccess::from_grant(g).is_some_and(|a| a.can_see())
+    }
+
     /// Visible (and readable and selectable): an explicit member, or any non-guest
     /// workspace member for a public channel. Invisible channels answer 404.
     pub fn can_see(&self) -> bool {

@@ -13,6 +13,9 @@
 //! - a channel always maps to the same lane, so its chats are numbered in the
 //!   order they reached the lane;
 //! - a caller's reply comes only after its row is committed;
+//! - a chat with a [`ChatGate`] is stored only if its sender may post there,
+//!   checked in the transaction that stores it (one query for the batch): no
+//!   membership change can fall between the check and the insert;
 //! - when a batch fails, each of its chats is retried in a transaction of its
 //!   own, so one bad chat (a sender deleted meanwhile) fails alone;
 //! - the queue in front of each lane is bounded ([`QUEUE`]): callers wait for
@@ -21,7 +24,8 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{ChatRecord, StoreError};
@@ -42,9 +46,39 @@ pub(crate) struct NewChat {
     pub content: String,
     pub sender_id: String,
     pub now: i64,
+    pub gate: Option<ChatGate>,
 }
 
-type Reply = oneshot::Sender<Result<Option<ChatRecord>, StoreError>>;
+/// Who may post a chat: checked with the batch, in its transaction.
+#[derive(Debug, Clone)]
+pub struct ChatGate {
+    /// The channel must belong to this workspace.
+    pub within: Option<String>,
+    /// The caller's rule: whether this sender may post in this channel.
+    pub allow: fn(&ChannelGrant<'_>) -> bool,
+}
+
+/// What a sender is to a channel, as the gate sees it.
+#[derive(Debug)]
+pub struct ChannelGrant<'a> {
+    pub user_id: &'a str,
+    pub workspace_id: &'a str,
+    pub is_private: bool,
+    pub creator_id: &'a str,
+    /// `None`: not a member of the channel's workspace.
+    pub workspace_role: Option<&'a str>,
+    /// `None`: not an explicit member of the channel.
+    pub channel_role: Option<&'a str>,
+}
+
+/// A stored chat and its channel's workspace.
+#[derive(Debug, Clone)]
+pub struct StoredChat {
+    pub record: ChatRecord,
+    pub workspace_id: String,
+}
+
+type Reply = oneshot::Sender<Result<Option<StoredChat>, StoreError>>;
 
 struct Pending {
     chat: NewChat,
@@ -79,8 +113,9 @@ impl ChatWriter {
         ChatWriter { lanes }
     }
 
-    /// Stores `chat` with its channel's next id. `None`: no such channel.
-    pub(crate) async fn insert(&self, chat: NewChat) -> Result<Option<ChatRecord>, StoreError> {
+    /// Stores `chat` with its channel's next id. `None`: no such channel, or
+    /// its gate refused the sender.
+    pub(crate) async fn insert(&self, chat: NewChat) -> Result<Option<StoredChat>, StoreError> {
         let mut h = DefaultHasher::new();
         chat.channel_id.hash(&mut h);
         let lane = &self.lanes[(h.finish() % self.lanes.len() as u64) as usize];
@@ -126,31 +161,109 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
     }
 }
 
+/// Which of `chats` their gate lets through (those without a gate pass),
+/// read in `tx`: one query per [`ROWS_PER_STATEMENT`] (channel, sender) pairs.
+async fn admitted(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chats: &[&NewChat],
+) -> Result<Vec<bool>, StoreError> {
+    let mut pairs: Vec<(&str, &str)> = chats
+        .iter()
+        .filter(|c| c.gate.is_some())
+        .map(|c| (c.channel_id.as_str(), c.sender_id.as_str()))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(vec![true; chats.len()]);
+    }
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut rows: Vec<AnyRow> = Vec::with_capacity(pairs.len());
+    for part in pairs.chunks(ROWS_PER_STATEMENT) {
+        // VALUES columns are `column1`, `column2` on both engines.
+        let sql = format!(
+            "SELECT s.column1 AS cid, s.column2 AS uid, c.workspace_id, c.is_private, c.creator_id,
+                    wm.role AS workspace_role, cm.role AS channel_role
+             FROM ({}) AS s
+             JOIN channels c ON c.id = s.column1
+             LEFT JOIN workspace_members wm ON wm.workspace_id = c.workspace_id AND wm.user_id = s.column2
+             LEFT JOIN channel_members cm ON cm.channel_id = c.id AND cm.user_id = s.column2",
+            values_sql("VALUES ", part.len(), 2, "")
+        );
+        let mut q = sqlx::query(&sql);
+        for (channel, user) in part {
+            q = q.bind(*channel).bind(*user);
+        }
+        rows.extend(q.fetch_all(&mut **tx).await?);
+    }
+    // (channel, sender) → workspace, is_private, creator, workspace role, channel role.
+    type Found = (String, bool, String, Option<String>, Option<String>);
+    let mut found: HashMap<(String, String), Found> = HashMap::new();
+    for r in &rows {
+        found.insert(
+            (r.try_get("cid")?, r.try_get("uid")?),
+            (
+                r.try_get("workspace_id")?,
+                r.try_get::<i64, _>("is_private")? != 0,
+                r.try_get("creator_id")?,
+                r.try_get("workspace_role")?,
+                r.try_get("channel_role")?,
+            ),
+        );
+    }
+    Ok(chats
+        .iter()
+        .map(|c| {
+            let Some(gate) = &c.gate else { return true };
+            let key = (c.channel_id.clone(), c.sender_id.clone());
+            let Some((workspace_id, is_private, creator_id, ws_role, ch_role)) = found.get(&key)
+            else {
+                return false;
+            };
+            gate.within.as_ref().is_none_or(|w| w == workspace_id)
+                && (gate.allow)(&ChannelGrant {
+                    user_id: &c.sender_id,
+                    workspace_id,
+                    is_private: *is_private,
+                    creator_id,
+                    workspace_role: ws_role.as_deref(),
+                    channel_role: ch_role.as_deref(),
+                })
+        })
+        .collect())
+}
+
 /// Stores `chats` in one transaction; the result is in input order (`None`:
-/// that chat's channel does not exist).
-async fn write(pool: &AnyPool, chats: &[&NewChat]) -> Result<Vec<Option<ChatRecord>>, StoreError> {
+/// that chat's channel does not exist, or its gate refused it).
+async fn write(pool: &AnyPool, chats: &[&NewChat]) -> Result<Vec<Option<StoredChat>>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let admitted = admitted(&mut tx, chats).await?;
     // Group by channel, keeping arrival order inside each channel.
     let mut by_channel: Vec<(&str, Vec<usize>)> = Vec::new();
     for (i, c) in chats.iter().enumerate() {
+        if !admitted[i] {
+            continue;
+        }
         match by_channel.iter_mut().find(|(ch, _)| *ch == c.channel_id) {
             Some((_, idx)) => idx.push(i),
             None => by_channel.push((&c.channel_id, vec![i])),
         }
     }
     let mut ids: Vec<Option<i64>> = vec![None; chats.len()];
-    let mut tx = pool.begin().await?;
+    let mut workspaces: Vec<Option<String>> = vec![None; chats.len()];
     for (channel, idx) in &by_channel {
         let n = idx.len() as i64;
-        let last: Option<i64> = sqlx::query_scalar(
-            "UPDATE channels SET last_chat_id = last_chat_id + $2 WHERE id = $1 RETURNING last_chat_id",
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "UPDATE channels SET last_chat_id = last_chat_id + $2 WHERE id = $1
+             RETURNING last_chat_id, workspace_id",
         )
         .bind(*channel)
         .bind(n)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some(last) = last {
+        if let Some((last, workspace)) = row {
             for (k, &i) in idx.iter().enumerate() {
                 ids[i] = Some(last - n + 1 + k as i64);
+                workspaces[i] = Some(workspace.clone());
             }
         }
     }
@@ -207,18 +320,22 @@ async fn write(pool: &AnyPool, chats: &[&NewChat]) -> Result<Vec<Option<ChatReco
     tx.commit().await?;
     Ok(chats
         .iter()
-        .zip(ids)
-        .map(|(c, id)| {
-            id.map(|id| ChatRecord {
-                channel_id: c.channel_id.clone(),
-                id,
-                kind: c.kind.clone(),
-                content: c.content.clone(),
-                sender_id: c.sender_id.clone(),
-                created_at: c.now,
-                updated_at: c.now,
-                deleted_at: None,
-            })
+        .zip(ids.into_iter().zip(workspaces))
+        .map(|(c, stored)| match stored {
+            (Some(id), Some(workspace_id)) => Some(StoredChat {
+                record: ChatRecord {
+                    channel_id: c.channel_id.clone(),
+                    id,
+                    kind: c.kind.clone(),
+                    content: c.content.clone(),
+                    sender_id: c.sender_id.clone(),
+                    created_at: c.now,
+                    updated_at: c.now,
+                    deleted_at: None,
+                },
+                workspace_id,
+            }),
+            _ => None,
         })
         .collect())
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::chat_writer::NewChat;
+use crate::chat_writer::{ChatGate, NewChat, StoredChat};
 use crate::{ChatRecord, Db, StoreError};
 
 impl Db {
@@ -19,6 +19,32 @@ impl Db {
         sender_id: &str,
         now: i64,
     ) -> Result<Option<ChatRecord>, StoreError> {
+        let stored = self
+            .chats
+            .insert(NewChat {
+                channel_id: channel_id.into(),
+                kind: kind.into(),
+                content: content.into(),
+                sender_id: sender_id.into(),
+                now,
+                gate: None,
+            })
+            .await?;
+        Ok(stored.map(|s| s.record))
+    }
+
+    /// [`Db::insert_chat`] for a sender who must pass `gate`, checked in the
+    /// transaction that stores the chat. `None`: no such channel, or the gate
+    /// refused (callers answer both the same way: not found).
+    pub async fn insert_chat_checked(
+        &self,
+        channel_id: &str,
+        kind: &str,
+        content: &str,
+        sender_id: &str,
+        now: i64,
+        gate: ChatGate,
+    ) -> Result<Option<StoredChat>, StoreError> {
         self.chats
             .insert(NewChat {
                 channel_id: channel_id.into(),
@@ -26,6 +52,7 @@ impl Db {
                 content: content.into(),
                 sender_id: sender_id.into(),
                 now,
+                gate: Some(gate),
             })
             .await
     }

@@ -17,7 +17,7 @@ pub mod sessions;
 mod users;
 mod workspaces;
 
-pub use chat_writer::MAX_BATCH as MAX_CHAT_BATCH;
+pub use chat_writer::{ChannelGrant, ChatGate, StoredChat, MAX_BATCH as MAX_CHAT_BATCH};
 pub use comet::QueuedMessage;
 pub use db::{Db, DbOptions, Engine};
 pub use error::StoreError;

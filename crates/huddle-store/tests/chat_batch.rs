@@ -1,11 +1,15 @@
 //! The chat group-commit writer on a real SQLite file: concurrent chats in
 //! several channels get gap-free ids per channel and the senders' read
 //! positions; a chat for a missing channel answers `None`, and one chat that
-//! cannot be stored fails alone without costing the others their ids.
+//! cannot be stored fails alone without costing the others their ids; gated
+//! chats are stored only for senders their gate admits.
 
 use std::collections::BTreeMap;
 
-use huddle_store::{ChannelRecord, Db, DbOptions, MemberRecord, UserRecord, WorkspaceRecord};
+use huddle_store::{
+    ChannelGrant, ChannelMemberRecord, ChannelRecord, ChatGate, Db, DbOptions, MemberRecord,
+    UserRecord, WorkspaceRecord,
+};
 use tokio::task::JoinSet;
 
 async fn fresh_db() -> (Db, std::path::PathBuf) {
@@ -168,6 +172,78 @@ async fn a_bad_chat_fails_alone_and_a_missing_channel_answers_none() {
         (1..=38).collect::<Vec<i64>>(),
         "no id lost to the failure"
     );
+    db.close().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A test rule: workspace members see public channels, channel members private ones.
+fn members_only(g: &ChannelGrant<'_>) -> bool {
+    g.workspace_role.is_some() && (g.channel_role.is_some() || !g.is_private)
+}
+
+#[tokio::test]
+async fn gated_chats_are_admitted_per_sender_within_their_batch() {
+    let (db, dir) = fresh_db().await;
+    setup(&db, 3, &["ca"]).await;
+    db.insert_user(&user("outsider")).await.expect("user");
+    let private = ChannelRecord {
+        is_private: true,
+        ..channel("cp")
+    };
+    let member = ChannelMemberRecord {
+        channel_id: "cp".into(),
+        user_id: "u1".into(),
+        role: "user".into(),
+        joined_at: 0,
+    };
+    db.create_channel(&private, &[member])
+        .await
+        .expect("channel");
+    let mut set = JoinSet::new();
+    for n in 0..100usize {
+        let db = db.clone();
+        set.spawn(async move {
+            // (channel, sender, namespace workspace, admitted?)
+            let (ch, sender, within, ok) = match n % 5 {
+                0 => ("cp", "u1", Some("w"), true), // a member of the private channel
+                1 => ("cp", "u2", Some("w"), false), // a workspace member, not of cp
+                2 => ("ca", "outsider", None, false), // not in the workspace
+                3 => ("ca", "u2", Some("other"), false), // ca is not in that workspace
+                _ => ("ca", "u2", None, true),      // public channel, member
+            };
+            let gate = ChatGate {
+                within: within.map(str::to_owned),
+                allow: members_only,
+            };
+            let r = db
+                .insert_chat_checked(ch, "TEXT", &format!("m{n}"), sender, 1, gate)
+                .await;
+            (ch, ok, r)
+        });
+    }
+    let mut ids: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    while let Some(done) = set.join_next().await {
+        let (ch, ok, r) = done.expect("task");
+        let stored = r.expect("no store error");
+        if ok {
+            let s = stored.expect("admitted");
+            assert_eq!(s.workspace_id, "w");
+            ids.entry(ch).or_default().push(s.record.id);
+        } else {
+            assert!(stored.is_none(), "refused, got {stored:?}");
+        }
+    }
+    for ch in ["ca", "cp"] {
+        let mut got = ids.remove(ch).unwrap_or_default();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            (1..=20).collect::<Vec<i64>>(),
+            "channel {ch}: only admitted chats take ids"
+        );
+        let stored = db.chats_before(ch, i64::MAX, 500).await.expect("history");
+        assert_eq!(stored.len(), 20, "channel {ch}");
+    }
     db.close().await;
     let _ = std::fs::remove_dir_all(dir);
 }
