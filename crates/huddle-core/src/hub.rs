@@ -140,12 +140,39 @@ pub trait Connection: Send + Sync + 'static {
     fn close(&self, reason: DisconnectReason);
 }
 
+/// A subscriber in a topic's set: its connection, found by the connection's
+/// id (it hashes and compares as the id, so `&str` lookups work). An entry is
+/// one fat pointer, the size an id alone would take.
+#[derive(Clone)]
+struct Member(Arc<dyn Connection>);
+
+impl PartialEq for Member {
+    fn eq(&self, other: &Member) -> bool {
+        self.0.id() == other.0.id()
+    }
+}
+
+impl Eq for Member {}
+
+impl std::hash::Hash for Member {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let id: &str = self.0.id();
+        id.hash(h);
+    }
+}
+
+impl std::borrow::Borrow<str> for Member {
+    fn borrow(&self) -> &str {
+        self.0.id()
+    }
+}
+
 #[derive(Default)]
 struct Maps {
     conns: HashMap<ConnId, Arc<dyn Connection>>,
-    /// Each topic's subscribers, with their connection: a publication walks
-    /// one map (no second lookup per receiver).
-    topics: HashMap<Topic, HashMap<ConnId, Arc<dyn Connection>>>,
+    /// Each topic's subscribers, the connections themselves: a publication
+    /// walks one set (no second lookup per receiver).
+    topics: HashMap<Topic, HashSet<Member>>,
     subscriptions: HashMap<ConnId, HashSet<Topic>>,
 }
 
@@ -220,7 +247,7 @@ impl Hub {
         m.topics
             .entry(topic.clone())
             .or_default()
-            .insert(conn_id.clone(), conn);
+            .insert(Member(conn));
         m.subscriptions.entry(conn_id).or_default().insert(topic);
     }
 
@@ -249,11 +276,12 @@ impl Hub {
     pub fn drop_topic(&self, topic: &Topic) {
         let mut m = self.maps();
         if let Some(set) = m.topics.remove(topic) {
-            for id in set.into_keys() {
-                if let Some(subs) = m.subscriptions.get_mut(&id) {
+            for member in set {
+                let id = member.0.id();
+                if let Some(subs) = m.subscriptions.get_mut(id) {
                     subs.remove(topic);
                     if subs.is_empty() {
-                        m.subscriptions.remove(&id);
+                        m.subscriptions.remove(id);
                     }
                 }
             }
@@ -265,13 +293,13 @@ impl Hub {
         self.maps()
             .topics
             .get(topic)
-            .map(|s| s.keys().cloned().collect())
+            .map(|s| s.iter().map(|m| m.0.id().clone()).collect())
             .unwrap_or_default()
     }
 
     /// How many connections subscribe to `topic`.
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
-        self.maps().topics.get(topic).map_or(0, HashMap::len)
+        self.maps().topics.get(topic).map_or(0, HashSet::len)
     }
 
     /// The topics `id` subscribes to.
@@ -305,8 +333,8 @@ impl Hub {
                 return 0;
             };
             set.iter()
-                .filter(|(id, _)| Some(id.as_ref()) != except)
-                .map(|(_, conn)| conn.clone())
+                .filter(|m| Some(m.0.id().as_ref()) != except)
+                .map(|m| m.0.clone())
                 .collect()
         };
         self.send_all(&receivers, frame)
@@ -316,13 +344,16 @@ impl Hub {
     pub fn publish_many(&self, topics: &[Topic], frame: &Frame, except: Option<&str>) -> usize {
         let receivers: Vec<Arc<dyn Connection>> = {
             let m = self.maps();
-            let mut seen: HashSet<&ConnId> = HashSet::new();
+            let mut seen: HashSet<&str> = HashSet::new();
             topics
                 .iter()
                 .filter_map(|t| m.topics.get(t))
                 .flatten()
-                .filter(|(id, _)| Some(id.as_ref()) != except && seen.insert(id))
-                .map(|(_, conn)| conn.clone())
+                .filter(|m| {
+                    let id: &str = m.0.id();
+                    Some(id) != except && seen.insert(id)
+                })
+                .map(|m| m.0.clone())
                 .collect()
         };
         self.send_all(&receivers, frame)
