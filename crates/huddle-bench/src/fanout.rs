@@ -6,14 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-use crate::measure::{self, Deliveries, FanoutOutcome, Stamp};
+use crate::measure::{self, Deliveries, FanoutOutcome, Receiver, Stamp};
 use crate::procstat;
 use crate::sio::Target;
+use crate::wsclient::{self, Frame, Ws};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -47,18 +43,17 @@ fn bench_payload(text: &str) -> Option<Stamp> {
     measure::stamp(text, "\"data\":\"")
 }
 
-/// A client websocket with a small read buffer: tungstenite's default
-/// (128 KiB) is zeroed on every read, which made the client the bottleneck.
-async fn connect(
-    url: &str,
-) -> Result<WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>, String> {
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(config), true)
+/// A websocket to `url` (`ws://host:port/...`).
+async fn connect(url: &str) -> Result<Ws, String> {
+    let host = url
+        .strip_prefix("ws://")
+        .and_then(|r| r.split('/').next())
+        .ok_or_else(|| format!("not a ws:// url: {url}"))?;
+    let stream = tokio::net::TcpStream::connect(host)
         .await
-        .map_err(|e| format!("connect: {e}"))?;
-    Ok(ws)
+        .map_err(|e| format!("connect {host}: {e}"))?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    wsclient::handshake(stream, url).await
 }
 
 pub async fn run(a: Args) -> Result<(), String> {
@@ -77,38 +72,31 @@ pub async fn run(a: Args) -> Result<(), String> {
     let d = Arc::new(Deliveries::new(total, a.subscribers));
     let disconnected = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     for _ in 0..a.subscribers {
-        let mut stop = stop_rx.clone();
         let mut ws = connect(&url).await?;
-        ws.send(Message::Text("subscription\nweb_bench".into()))
-            .await
-            .map_err(|e| e.to_string())?;
+        ws.send_text("subscription\nweb_bench").await?;
         let (d, disconnected) = (d.clone(), disconnected.clone());
+        // Read until aborted at the end (the receiver hands its figures over then).
         tasks.push(tokio::spawn(async move {
-            let mut tracker = d.tracker();
+            let mut receiver = Receiver::new(d);
             loop {
-                let msg = tokio::select! {
-                    m = ws.next() => match m {
-                        Some(Ok(m)) => m,
-                        _ => {
-                            disconnected.fetch_add(1, Ordering::Relaxed);
-                            break;
+                match ws.next().await {
+                    Ok(Frame::Text(t)) => {
+                        // The first frame is serverInfo: the subscription is in.
+                        receiver.mark_ready();
+                        if let Some(stamp) = bench_payload(t) {
+                            if receiver.record(stamp) {
+                                break;
+                            }
                         }
-                    },
-                    _ = stop.wait_for(|s| *s) => break,
-                };
-                let Message::Text(t) = msg else { continue };
-                // The first frame is serverInfo: the subscription is in.
-                tracker.mark_ready(&d);
-                let Some(stamp) = bench_payload(t.as_str()) else {
-                    continue;
-                };
-                if tracker.record(&d, stamp) {
-                    break;
+                    }
+                    Ok(Frame::Binary | Frame::Ping) => {}
+                    Ok(Frame::Close) | Err(_) => {
+                        disconnected.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
                 }
             }
-            tracker.finish(&d);
         }));
     }
     // Every subscriber has its serverInfo: the subscriptions are in.
@@ -119,15 +107,15 @@ pub async fn run(a: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let publisher = connect(&url).await?;
-    let (mut publisher, mut answers) = publisher.split();
+    let (mut answers, mut publisher) = publisher.split();
     // Read the publisher's replies (delivery reports, refusals) so its own
     // queue never fills.
     let refused = Arc::new(AtomicU64::new(0));
     let reader = {
         let refused = refused.clone();
         tokio::spawn(async move {
-            while let Some(Ok(Message::Text(t))) = answers.next().await {
-                if t.as_str().contains("\"pipe\":\"sys\"") && t.as_str().contains("\"error\"") {
+            while let Ok(Frame::Text(t)) = answers.next().await {
+                if t.contains("\"pipe\":\"sys\"") && t.contains("\"error\"") {
                     refused.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -135,10 +123,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     };
     // Round trip on every subscriber is implied by serverInfo; give the
     // subscription commands one pipe_count round trip on the publisher.
-    publisher
-        .send(Message::Text("pipe_count\nweb_bench\nm\n".into()))
-        .await
-        .map_err(|e| e.to_string())?;
+    publisher.send_text("pipe_count\nweb_bench\nm\n").await?;
     let server_cpu = procstat::CpuMeter::start(a.server_pid.as_slice());
     let client_cpu = procstat::CpuMeter::start(&[std::process::id()]);
     let start = Instant::now();
@@ -147,10 +132,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     for seq in 0..total {
         tick.tick().await;
         let frame = format!("web_pipe2\nweb_bench\nb\n*\n{seq}:{}", d.now_micros());
-        publisher
-            .send(Message::Text(frame.into()))
-            .await
-            .map_err(|e| e.to_string())?;
+        publisher.send_text(&frame).await?;
     }
     let publish_secs = start.elapsed().as_secs_f64();
     let expected = (a.subscribers * total) as u64;
@@ -159,9 +141,11 @@ pub async fn run(a: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (server_cpu, client_cpu) = (server_cpu.fraction(), client_cpu.fraction());
-    let _ = stop_tx.send(true);
+    for t in &tasks {
+        t.abort();
+    }
     for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        let _ = t.await;
     }
     reader.abort();
     FanoutOutcome {

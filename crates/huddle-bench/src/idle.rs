@@ -12,10 +12,10 @@
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use crate::wsclient::Frame;
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::Api;
 use crate::procstat;
@@ -101,13 +101,12 @@ async fn connect(
 
 /// An anonymous comet connection on `web_idle`, once its `serverInfo` arrived.
 async fn comet(server: &Server, source: Option<std::net::Ipv4Addr>) -> Result<Ws, String> {
-    use futures::SinkExt;
     let url = format!(
         "{}/ws/sesion=&myid=0&devid=bench&v=4.09&uuid=b&api=js",
         server.base.replacen("http://", "ws://", 1)
     );
     let mut ws = sio::open_url(server, source, &url).await?;
-    ws.send(Message::Text("subscription\nweb_idle".into()))
+    ws.send_text("subscription\nweb_idle")
         .await
         .map_err(|e| format!("subscribe: {e}"))?;
     sio::next_text(
@@ -120,14 +119,15 @@ async fn comet(server: &Server, source: Option<std::net::Ipv4Addr>) -> Result<Ws
 }
 
 /// Holds a connection open, answering pings, discarding events.
-async fn hold(ws: Ws) {
-    let (mut tx, mut rx) = ws.split();
-    use futures::SinkExt;
-    while let Some(Ok(msg)) = rx.next().await {
-        if let Message::Text(t) = msg {
-            if t.as_str() == "2" && tx.send(Message::Text("3".into())).await.is_err() {
-                return;
-            }
+async fn hold(mut ws: Ws) {
+    loop {
+        let ping = match ws.next().await {
+            Ok(Frame::Text(t)) => t == "2",
+            Ok(Frame::Close) | Err(_) => return,
+            Ok(_) => false,
+        };
+        if ping && ws.send_text("3").await.is_err() {
+            return;
         }
     }
 }

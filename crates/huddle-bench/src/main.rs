@@ -24,6 +24,7 @@ mod procstat;
 mod report;
 mod sio;
 mod sio_fanout;
+mod wsclient;
 
 use clap::{Parser, Subcommand};
 

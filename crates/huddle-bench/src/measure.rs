@@ -77,6 +77,8 @@ impl Deliveries {
             seen: vec![false; self.total],
             mine: Vec::with_capacity(self.total),
             ready: false,
+            unreported: 0,
+            last: 0,
         }
     }
 
@@ -89,11 +91,22 @@ impl Deliveries {
 }
 
 /// One receiver's view: which publications it got, and their latencies.
+///
+/// The shared counters are touched once per [`REPORT_EVERY`] receipts and at
+/// the end, not per receipt: receivers on different cores would otherwise
+/// contend for them on every message.
 pub struct Tracker {
     seen: Vec<bool>,
     mine: Vec<u64>,
     ready: bool,
+    /// Receipts not yet added to `Deliveries::received`.
+    unreported: u64,
+    /// The latest receipt (µs).
+    last: u64,
 }
+
+/// Receipts a tracker counts before adding them to the shared total.
+const REPORT_EVERY: u64 = 32;
 
 impl Tracker {
     /// Records a stamp; true once this receiver has every publication.
@@ -109,12 +122,25 @@ impl Tracker {
         if seq < self.seen.len() && !self.seen[seq] {
             self.seen[seq] = true;
             self.mine.push(now.saturating_sub(sent));
-            d.received.fetch_add(1, Ordering::Relaxed);
-            d.last.fetch_max(now, Ordering::Relaxed);
+            self.last = now;
+            self.unreported += 1;
+            if self.unreported == REPORT_EVERY {
+                self.report(d);
+            }
         } else {
             d.duplicates.fetch_add(1, Ordering::Relaxed);
         }
-        self.mine.len() == d.total
+        let done = self.mine.len() == d.total;
+        if done {
+            self.report(d);
+        }
+        done
+    }
+
+    fn report(&mut self, d: &Deliveries) {
+        d.received.fetch_add(self.unreported, Ordering::Relaxed);
+        d.last.fetch_max(self.last, Ordering::Relaxed);
+        self.unreported = 0;
     }
 
     /// Marks this receiver ready without a stamp (e.g. its first frame).
@@ -126,9 +152,51 @@ impl Tracker {
     }
 
     /// Hands this receiver's latencies to the collector.
-    pub fn finish(self, d: &Deliveries) {
+    pub fn finish(mut self, d: &Deliveries) {
+        self.report(d);
         if let Ok(mut l) = d.latencies.lock() {
             l.extend(self.mine);
+        }
+    }
+}
+
+/// A receiver's tracker that hands its figures to the collector however its
+/// task ends, an abort included (the scenarios stop their readers by
+/// aborting them: a stop signal polled beside every read cost a shared lock
+/// per message).
+pub struct Receiver {
+    tracker: Option<Tracker>,
+    d: std::sync::Arc<Deliveries>,
+}
+
+impl Receiver {
+    pub fn new(d: std::sync::Arc<Deliveries>) -> Receiver {
+        Receiver {
+            tracker: Some(d.tracker()),
+            d,
+        }
+    }
+
+    /// Records a stamp; true once this receiver has every publication.
+    pub fn record(&mut self, s: Stamp) -> bool {
+        match self.tracker.as_mut() {
+            Some(t) => t.record(&self.d, s),
+            None => false,
+        }
+    }
+
+    /// Marks this receiver ready without a stamp (e.g. its first frame).
+    pub fn mark_ready(&mut self) {
+        if let Some(t) = self.tracker.as_mut() {
+            t.mark_ready(&self.d);
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(t) = self.tracker.take() {
+            t.finish(&self.d);
         }
     }
 }

@@ -7,14 +7,12 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use futures::{SinkExt, StreamExt};
 use serde_json::Value;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::WebSocketStream;
+use tokio::net::TcpSocket;
 
-pub type Ws = WebSocketStream<TcpStream>;
+use crate::wsclient::{self, Frame};
+
+pub use crate::wsclient::Ws;
 
 /// Which kind of server the bench talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -110,37 +108,29 @@ pub async fn open_url(server: &Server, source: Option<Ipv4Addr>, url: &str) -> R
         .await
         .map_err(|e| format!("connect {}: {e}", server.addr))?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(4096)
-        .write_buffer_size(0);
-    let (ws, _) = tokio_tungstenite::client_async_with_config(url, stream, Some(config))
-        .await
-        .map_err(|e| format!("websocket upgrade: {e}"))?;
-    Ok(ws)
+    wsclient::handshake(stream, url).await
 }
 
 pub async fn send(ws: &mut Ws, text: String) -> Result<(), String> {
-    ws.send(Message::Text(text.into()))
-        .await
-        .map_err(|e| e.to_string())
+    ws.send_text(&text).await
 }
 
 /// The next text message that is not an Engine.IO ping (pings are answered),
 /// received before `deadline`.
 pub async fn next_text(ws: &mut Ws, deadline: Instant) -> Result<String, String> {
     loop {
-        let msg = match tokio::time::timeout_at(deadline, ws.next()).await {
-            Ok(Some(Ok(m))) => m,
-            Ok(Some(Err(e))) => return Err(e.to_string()),
-            Ok(None) => return Err("connection closed".into()),
+        let text = match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Ok(Frame::Text(t))) => t.to_owned(),
+            Ok(Ok(Frame::Close)) => return Err("connection closed".into()),
+            Ok(Ok(Frame::Binary | Frame::Ping)) => continue,
+            Ok(Err(e)) => return Err(e),
             Err(_) => return Err("timed out waiting for the server".into()),
         };
-        let Message::Text(t) = msg else { continue };
-        if t.as_str() == "2" {
+        if text == "2" {
             send(ws, "3".into()).await?;
             continue;
         }
-        return Ok(t.as_str().to_owned());
+        return Ok(text);
     }
 }
 

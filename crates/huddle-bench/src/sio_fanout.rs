@@ -15,16 +15,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::stream::{SplitSink, SplitStream};
-use futures::{SinkExt, StreamExt};
-use tokio::sync::{watch, Mutex};
+use futures::StreamExt;
+use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::api::{Account, Api};
-use crate::measure::{self, Deliveries, FanoutOutcome};
+use crate::measure::{self, Deliveries, FanoutOutcome, Receiver};
 use crate::procstat;
 use crate::sio::{self, Server, Sources, Target, Ws};
+use crate::wsclient::{Frame, Reader, Writer};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -60,7 +59,7 @@ pub struct Args {
 
 const NEEDLE: &str = "\"bench\":\"";
 
-type Sink = Arc<Mutex<SplitSink<Ws, Message>>>;
+type Sink = Arc<Mutex<Writer>>;
 
 #[derive(Default)]
 struct Counters {
@@ -101,42 +100,36 @@ async fn subscribe(
     Ok(ws)
 }
 
-/// Reads deliveries until told to stop; answers pings; counts refusals.
-async fn receive(
-    mut rx: SplitStream<Ws>,
-    tx: Sink,
-    d: Arc<Deliveries>,
-    counters: Arc<Counters>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut tracker = d.tracker();
+/// Reads deliveries until aborted (its figures are handed over then); answers
+/// pings; counts refusals, and the server ending the connection.
+async fn receive(mut rx: Reader, tx: Sink, d: Arc<Deliveries>, counters: Arc<Counters>) {
+    let mut receiver = Receiver::new(d);
     loop {
-        let msg = tokio::select! {
-            m = rx.next() => m,
-            _ = stop.wait_for(|s| *s) => break,
-        };
-        let Some(Ok(msg)) = msg else {
-            if !*stop.borrow() {
+        let ping = match rx.next().await {
+            Ok(Frame::Text("2")) => true,
+            Ok(Frame::Text(t)) => {
+                if let Some(s) = measure::stamp(t, NEEDLE) {
+                    receiver.record(s);
+                } else {
+                    counters.other.fetch_add(1, Ordering::Relaxed);
+                    if t.starts_with("42[\"socket-api-error\"")
+                        && counters.refused.fetch_add(1, Ordering::Relaxed) == 0
+                    {
+                        eprintln!("the server refused a publication: {t}");
+                    }
+                }
+                false
+            }
+            Ok(Frame::Binary | Frame::Ping) => false,
+            Ok(Frame::Close) | Err(_) => {
                 counters.disconnected.fetch_add(1, Ordering::Relaxed);
+                break;
             }
-            break;
         };
-        let Message::Text(t) = msg else { continue };
-        let t = t.as_str();
-        if t == "2" {
-            let _ = tx.lock().await.send(Message::Text("3".into())).await;
-        } else if let Some(s) = measure::stamp(t, NEEDLE) {
-            tracker.record(&d, s);
-        } else {
-            counters.other.fetch_add(1, Ordering::Relaxed);
-            if t.starts_with("42[\"socket-api-error\"")
-                && counters.refused.fetch_add(1, Ordering::Relaxed) == 0
-            {
-                eprintln!("the server refused a publication: {t}");
-            }
+        if ping {
+            let _ = tx.lock().await.send_text("3").await;
         }
     }
-    tracker.finish(&d);
 }
 
 pub async fn run(a: Args) -> Result<(), String> {
@@ -166,7 +159,6 @@ pub async fn run(a: Args) -> Result<(), String> {
     let total = (a.rate * a.seconds) as usize;
     let d = Arc::new(Deliveries::new(total, a.subscribers));
     let counters = Arc::new(Counters::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
     let sources = Sources(a.source_addrs);
     let joining = Instant::now();
     // Each subscriber is read as soon as it is in: the server sends set-up
@@ -176,12 +168,12 @@ pub async fn run(a: Args) -> Result<(), String> {
             .map(|i| {
                 let (server, api, channel) = (&server, &api, channel.as_str());
                 let account = accounts.get(i);
-                let (d, counters, stop) = (d.clone(), counters.clone(), stop_rx.clone());
+                let (d, counters) = (d.clone(), counters.clone());
                 async move {
                     let ws = subscribe(server, api, sources.of(i), account, channel).await?;
-                    let (tx, rx) = ws.split();
+                    let (rx, tx) = ws.split();
                     let tx: Sink = Arc::new(Mutex::new(tx));
-                    let task = tokio::spawn(receive(rx, tx.clone(), d, counters, stop));
+                    let task = tokio::spawn(receive(rx, tx.clone(), d, counters));
                     Ok((tx, task))
                 }
             })
@@ -201,7 +193,7 @@ pub async fn run(a: Args) -> Result<(), String> {
         }
     }
     if let Some(e) = failure {
-        let _ = stop_tx.send(true);
+        stop(tasks).await;
         return Err(format!(
             "{} of {} subscribers could not join: {e}",
             a.subscribers - sinks.len(),
@@ -219,18 +211,12 @@ pub async fn run(a: Args) -> Result<(), String> {
         Target::Huddle => sinks.first().cloned().ok_or("no subscribers")?,
         Target::Peer | Target::Comet => {
             let (ws, _) = sio::connect(&server, sources.of(a.subscribers), "/", None).await?;
-            let (tx, rx) = ws.split();
+            let (rx, tx) = ws.split();
             let tx: Sink = Arc::new(Mutex::new(tx));
             // Its reader only answers pings and counts refusals: a tracker
             // that never sees a stamp records nothing.
             let d = Arc::new(Deliveries::new(0, 0));
-            tasks.push(tokio::spawn(receive(
-                rx,
-                tx.clone(),
-                d,
-                counters.clone(),
-                stop_rx.clone(),
-            )));
+            tasks.push(tokio::spawn(receive(rx, tx.clone(), d, counters.clone())));
             tx
         }
     };
@@ -244,7 +230,7 @@ pub async fn run(a: Args) -> Result<(), String> {
     let mut reported = Instant::now();
     while (d.ready.load(Ordering::Relaxed) as usize) < a.subscribers {
         if probing.elapsed() > Duration::from_secs(a.ready_timeout) {
-            let _ = stop_tx.send(true);
+            stop(tasks).await;
             return Err(format!(
                 "only {} of {} subscribers received the probe in {} s",
                 d.ready.load(Ordering::Relaxed),
@@ -262,12 +248,7 @@ pub async fn run(a: Args) -> Result<(), String> {
                 counters.other.load(Ordering::Relaxed)
             );
         }
-        publisher
-            .lock()
-            .await
-            .send(Message::Text(probe.clone().into()))
-            .await
-            .map_err(|e| e.to_string())?;
+        publisher.lock().await.send_text(&probe).await?;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     println!(
@@ -288,7 +269,7 @@ pub async fn run(a: Args) -> Result<(), String> {
         publisher
             .lock()
             .await
-            .send(Message::Text(frame.into()))
+            .send_text(&frame)
             .await
             .map_err(|e| format!("publishing: {e}"))?;
     }
@@ -301,10 +282,7 @@ pub async fn run(a: Args) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let (server_cpu, client_cpu) = (server_cpu.fraction(), client_cpu.fraction());
-    let _ = stop_tx.send(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    stop(tasks).await;
     FanoutOutcome {
         scenario: "sio-fanout",
         target: a.target.name(),
@@ -322,6 +300,16 @@ pub async fn run(a: Args) -> Result<(), String> {
     }
     .print(&d);
     Ok(())
+}
+
+/// Ends every reader (each hands its figures over as it is dropped).
+async fn stop(tasks: Vec<JoinHandle<()>>) {
+    for t in &tasks {
+        t.abort();
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
 }
 
 #[cfg(test)]
