@@ -33,6 +33,8 @@ pub struct Args {
 
 /// How long deliveries are awaited after the last publication.
 const DRAIN: Duration = Duration::from_secs(10);
+/// How long every subscriber may take to receive a probe.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The stamp of a bench delivery, found without parsing the whole message:
 /// the server writes keys in sorted order, `"data":"{seq}:{micros}"` among them.
@@ -82,8 +84,7 @@ pub async fn run(a: Args) -> Result<(), String> {
             loop {
                 match ws.next().await {
                     Ok(Frame::Text(t)) => {
-                        // The first frame is serverInfo: the subscription is in.
-                        receiver.mark_ready();
+                        // A probe or a publication marks the receiver ready.
                         if let Some(stamp) = bench_payload(t) {
                             if receiver.record(stamp) {
                                 break;
@@ -98,13 +99,6 @@ pub async fn run(a: Args) -> Result<(), String> {
                 }
             }
         }));
-    }
-    // Every subscriber has its serverInfo: the subscriptions are in.
-    let wait = Instant::now();
-    while (d.ready.load(Ordering::Relaxed) as usize) < a.subscribers
-        && wait.elapsed() < Duration::from_secs(30)
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let publisher = connect(&url).await?;
     let (mut answers, mut publisher) = publisher.split();
@@ -121,9 +115,27 @@ pub async fn run(a: Args) -> Result<(), String> {
             }
         })
     };
-    // Round trip on every subscriber is implied by serverInfo; give the
-    // subscription commands one pipe_count round trip on the publisher.
-    publisher.send_text("pipe_count\nweb_bench\nm\n").await?;
+    // Probe (as sio-fanout does) until every subscriber receives
+    // publications: then every subscription is in, and the measured window
+    // starts on a settled server.
+    let probing = Instant::now();
+    while (d.ready.load(Ordering::Relaxed) as usize) < a.subscribers {
+        if probing.elapsed() > PROBE_TIMEOUT {
+            for t in &tasks {
+                t.abort();
+            }
+            return Err(format!(
+                "only {} of {} subscribers received the probe in {} s",
+                d.ready.load(Ordering::Relaxed),
+                a.subscribers,
+                PROBE_TIMEOUT.as_secs()
+            ));
+        }
+        publisher.send_text("web_pipe2\nweb_bench\nb\n*\np").await?;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Let the probes drain.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let server_cpu = procstat::CpuMeter::start(a.server_pid.as_slice());
     let client_cpu = procstat::CpuMeter::start(&[std::process::id()]);
     let start = Instant::now();

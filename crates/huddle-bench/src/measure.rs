@@ -143,14 +143,6 @@ impl Tracker {
         self.unreported = 0;
     }
 
-    /// Marks this receiver ready without a stamp (e.g. its first frame).
-    pub fn mark_ready(&mut self, d: &Deliveries) {
-        if !self.ready {
-            self.ready = true;
-            d.ready.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
     /// Hands this receiver's latencies to the collector.
     pub fn finish(mut self, d: &Deliveries) {
         self.report(d);
@@ -182,13 +174,6 @@ impl Receiver {
         match self.tracker.as_mut() {
             Some(t) => t.record(&self.d, s),
             None => false,
-        }
-    }
-
-    /// Marks this receiver ready without a stamp (e.g. its first frame).
-    pub fn mark_ready(&mut self) {
-        if let Some(t) = self.tracker.as_mut() {
-            t.mark_ready(&self.d);
         }
     }
 }
