@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use crate::measure::{self, Deliveries, FanoutOutcome, Receiver, Stamp};
 use crate::procstat;
-use crate::sio::Target;
-use crate::wsclient::{self, Frame, Ws};
+use crate::sio::{self, Server, Target};
+use crate::wsclient::Frame;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -45,37 +45,21 @@ fn bench_payload(text: &str) -> Option<Stamp> {
     measure::stamp(text, "\"data\":\"")
 }
 
-/// A websocket to `url` (`ws://host:port/...`).
-async fn connect(url: &str) -> Result<Ws, String> {
-    let host = url
-        .strip_prefix("ws://")
-        .and_then(|r| r.split('/').next())
-        .ok_or_else(|| format!("not a ws:// url: {url}"))?;
-    let stream = tokio::net::TcpStream::connect(host)
-        .await
-        .map_err(|e| format!("connect {host}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
-    wsclient::handshake(stream, url).await
-}
-
 pub async fn run(a: Args) -> Result<(), String> {
     if a.target != Target::Comet {
         return Err("comet-fanout drives the comet endpoint only (--target comet)".into());
     }
-    let base = match a.url.strip_prefix("http://") {
-        Some(rest) => format!("ws://{rest}"),
-        None => a.url.clone(),
+    let server = match a.url.strip_prefix("ws://") {
+        Some(rest) => Server::resolve(&format!("http://{rest}")).await?,
+        None => Server::resolve(&a.url).await?,
     };
-    let url = format!(
-        "{}/ws/sesion=&myid=0&devid=bench&v=4.09&uuid=b&api=js",
-        base.trim_end_matches('/')
-    );
+    let url = server.comet_url();
     let total = (a.rate * a.seconds) as usize;
     let d = Arc::new(Deliveries::new(total, a.subscribers));
     let disconnected = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..a.subscribers {
-        let mut ws = connect(&url).await?;
+        let mut ws = sio::open_url(&server, None, &url).await?;
         ws.send_text("subscription\nweb_bench").await?;
         let (d, disconnected) = (d.clone(), disconnected.clone());
         // Read until aborted at the end (the receiver hands its figures over then).
@@ -100,7 +84,7 @@ pub async fn run(a: Args) -> Result<(), String> {
             }
         }));
     }
-    let publisher = connect(&url).await?;
+    let publisher = sio::open_url(&server, None, &url).await?;
     let (mut answers, mut publisher) = publisher.split();
     // Read the publisher's replies (delivery reports, refusals) so its own
     // queue never fills.

@@ -101,11 +101,7 @@ async fn connect(
 
 /// An anonymous comet connection on `web_idle`, once its `serverInfo` arrived.
 async fn comet(server: &Server, source: Option<std::net::Ipv4Addr>) -> Result<Ws, String> {
-    let url = format!(
-        "{}/ws/sesion=&myid=0&devid=bench&v=4.09&uuid=b&api=js",
-        server.base.replacen("http://", "ws://", 1)
-    );
-    let mut ws = sio::open_url(server, source, &url).await?;
+    let mut ws = sio::open_url(server, source, &server.comet_url()).await?;
     ws.send_text("subscription\nweb_idle")
         .await
         .map_err(|e| format!("subscribe: {e}"))?;

@@ -47,6 +47,9 @@ pub struct Server {
     pub ws_url: String,
 }
 
+/// The comet path of an anonymous bench connection (dev id `bench`).
+const COMET_PATH: &str = "/ws/sesion=&myid=0&devid=bench&v=4.09&uuid=b&api=js";
+
 impl Server {
     pub async fn resolve(url: &str) -> Result<Server, String> {
         let base = url.trim_end_matches('/').to_owned();
@@ -64,6 +67,11 @@ impl Server {
             base,
             addr,
         })
+    }
+
+    /// The comet websocket URL of an anonymous bench connection.
+    pub fn comet_url(&self) -> String {
+        format!("ws://{}{COMET_PATH}", self.addr)
     }
 }
 

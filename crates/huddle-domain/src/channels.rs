@@ -8,7 +8,7 @@ use huddle_store::{now_ms, ChannelMemberRecord, ChannelRecord};
 
 use crate::events::Visibility;
 use crate::model::{Channel, ChannelForUser, ChannelMember, ChannelRelation};
-use crate::roles::{ChannelAccess, ChannelRole, WorkspaceRole};
+use crate::roles::{ChannelAccess, ChannelRole};
 use crate::workspaces::Membership;
 use crate::{
     model, new_id, parse_id, validate, Caller, Domain, DomainError, DomainEvent, DomainResult,
@@ -75,22 +75,18 @@ impl Domain {
             .channel_with_roles(&id, &caller.user_id)
             .await?
             .ok_or(DomainError::NotFound("channel"))?;
-        let Some(workspace_role) = workspace_role else {
-            return Err(DomainError::NotFound("channel"));
-        };
-        let access = ChannelAccess {
-            workspace_role: WorkspaceRole::parse(&workspace_role)?,
-            channel_role: channel_role
-                .as_deref()
-                .map(ChannelRole::parse)
-                .transpose()?,
+        let grant = huddle_store::ChannelGrant {
+            user_id: &caller.user_id,
+            workspace_id: &channel.workspace_id,
             is_private: channel.is_private,
-            is_creator: channel.creator_id == caller.user_id,
+            creator_id: &channel.creator_id,
+            workspace_role: workspace_role.as_deref(),
+            channel_role: channel_role.as_deref(),
         };
-        if !access.can_see() {
-            return Err(DomainError::NotFound("channel"));
+        match ChannelAccess::from_grant(&grant)? {
+            Some(access) if access.can_see() => Ok(ChannelView { channel, access }),
+            _ => Err(DomainError::NotFound("channel")),
         }
-        Ok(ChannelView { channel, access })
     }
 
     /// Like [`Domain::channel_view`], and also 404 when the channel is not in

@@ -145,13 +145,13 @@ impl Domain {
         };
         let stored = self
             .db
-            .insert_chat_checked(
+            .insert_chat(
                 &channel_id,
                 "TEXT",
                 content,
                 &caller.user_id,
                 now_ms(),
-                gate,
+                Some(gate),
             )
             .await?
             .ok_or(DomainError::NotFound("channel"))?;

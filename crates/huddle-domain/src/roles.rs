@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::DomainError;
+use crate::{DomainError, DomainResult};
 
 /// A member's role in a workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -126,24 +126,25 @@ pub struct ChannelAccess {
 }
 
 impl ChannelAccess {
-    /// The access a store grant describes; `None`: not a workspace member, or
-    /// a role this version does not know (both refuse).
-    pub fn from_grant(g: &huddle_store::ChannelGrant<'_>) -> Option<ChannelAccess> {
-        Some(ChannelAccess {
-            workspace_role: WorkspaceRole::parse(g.workspace_role?).ok()?,
-            channel_role: match g.channel_role {
-                Some(r) => Some(ChannelRole::parse(r).ok()?),
-                None => None,
-            },
+    /// The access a store grant describes; `None`: not a workspace member.
+    /// A role this version does not know is an error.
+    pub fn from_grant(g: &huddle_store::ChannelGrant<'_>) -> DomainResult<Option<ChannelAccess>> {
+        let Some(workspace_role) = g.workspace_role else {
+            return Ok(None);
+        };
+        Ok(Some(ChannelAccess {
+            workspace_role: WorkspaceRole::parse(workspace_role)?,
+            channel_role: g.channel_role.map(ChannelRole::parse).transpose()?,
             is_private: g.is_private,
             is_creator: g.creator_id == g.user_id,
-        })
+        }))
     }
 
     /// Posting a chat: whoever can see the channel (the rule `post_chat`
-    /// gives the chat writer, applied in the transaction that stores it).
+    /// gives the chat writer, applied in the transaction that stores it; a
+    /// role it cannot read refuses).
     pub fn may_post(g: &huddle_store::ChannelGrant<'_>) -> bool {
-        ChannelAccess::from_grant(g).is_some_and(|a| a.can_see())
+        matches!(ChannelAccess::from_grant(g), Ok(Some(a)) if a.can_see())
     }
 
     /// Visible (and readable and selectable): an explicit member, or any non-guest

@@ -197,10 +197,15 @@ async fn admitted(
     }
     // (channel, sender) → workspace, is_private, creator, workspace role, channel role.
     type Found = (String, bool, String, Option<String>, Option<String>);
-    let mut found: HashMap<(String, String), Found> = HashMap::new();
+    // Keyed by the pair borrowed from the batch: no copy per chat.
+    let mut found: HashMap<(&str, &str), Found> = HashMap::new();
     for r in &rows {
+        let (cid, uid): (String, String) = (r.try_get("cid")?, r.try_get("uid")?);
+        let Ok(i) = pairs.binary_search(&(cid.as_str(), uid.as_str())) else {
+            continue;
+        };
         found.insert(
-            (r.try_get("cid")?, r.try_get("uid")?),
+            pairs[i],
             (
                 r.try_get("workspace_id")?,
                 r.try_get::<i64, _>("is_private")? != 0,
@@ -214,7 +219,7 @@ async fn admitted(
         .iter()
         .map(|c| {
             let Some(gate) = &c.gate else { return true };
-            let key = (c.channel_id.clone(), c.sender_id.clone());
+            let key = (c.channel_id.as_str(), c.sender_id.as_str());
             let Some((workspace_id, is_private, creator_id, ws_role, ch_role)) = found.get(&key)
             else {
                 return false;

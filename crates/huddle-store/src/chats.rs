@@ -10,7 +10,9 @@ impl Db {
     /// position to it. The sequence increment and the insert commit together
     /// (grouped with other chats arriving meanwhile, see `chat_writer`), so ids
     /// are gap-free and unique under concurrent writers. Returns once committed.
-    /// `None`: no such channel.
+    /// With a `gate`, the sender must pass it, checked in the transaction that
+    /// stores the chat. `None`: no such channel, or the gate refused (callers
+    /// answer both the same way: not found).
     pub async fn insert_chat(
         &self,
         channel_id: &str,
@@ -18,32 +20,7 @@ impl Db {
         content: &str,
         sender_id: &str,
         now: i64,
-    ) -> Result<Option<ChatRecord>, StoreError> {
-        let stored = self
-            .chats
-            .insert(NewChat {
-                channel_id: channel_id.into(),
-                kind: kind.into(),
-                content: content.into(),
-                sender_id: sender_id.into(),
-                now,
-                gate: None,
-            })
-            .await?;
-        Ok(stored.map(|s| s.record))
-    }
-
-    /// [`Db::insert_chat`] for a sender who must pass `gate`, checked in the
-    /// transaction that stores the chat. `None`: no such channel, or the gate
-    /// refused (callers answer both the same way: not found).
-    pub async fn insert_chat_checked(
-        &self,
-        channel_id: &str,
-        kind: &str,
-        content: &str,
-        sender_id: &str,
-        now: i64,
-        gate: ChatGate,
+        gate: Option<ChatGate>,
     ) -> Result<Option<StoredChat>, StoreError> {
         self.chats
             .insert(NewChat {
@@ -52,7 +29,7 @@ impl Db {
                 content: content.into(),
                 sender_id: sender_id.into(),
                 now,
-                gate: Some(gate),
+                gate,
             })
             .await
     }

@@ -100,8 +100,9 @@ async fn concurrent_chats_get_gap_free_ids_and_read_positions() {
             let ch = ["ca", "cb", "cc"][n % 3];
             let sender = format!("u{}", n % 8);
             let r = db
-                .insert_chat(ch, "TEXT", &format!("m{n}"), &sender, 1)
-                .await;
+                .insert_chat(ch, "TEXT", &format!("m{n}"), &sender, 1, None)
+                .await
+                .map(|s| s.map(|s| s.record));
             (ch, sender, n, r)
         });
     }
@@ -154,7 +155,8 @@ async fn a_bad_chat_fails_alone_and_a_missing_channel_answers_none() {
                 13 => ("no-such-channel", "u1"),
                 _ => ("ca", if n % 2 == 0 { "u0" } else { "u1" }),
             };
-            (n, db.insert_chat(ch, "TEXT", "hi", sender, 1).await)
+            let r = db.insert_chat(ch, "TEXT", "hi", sender, 1, None).await;
+            (n, r.map(|s| s.map(|s| s.record)))
         });
     }
     let mut ids = Vec::new();
@@ -216,7 +218,7 @@ async fn gated_chats_are_admitted_per_sender_within_their_batch() {
                 allow: members_only,
             };
             let r = db
-                .insert_chat_checked(ch, "TEXT", &format!("m{n}"), sender, 1, gate)
+                .insert_chat(ch, "TEXT", &format!("m{n}"), sender, 1, Some(gate))
                 .await;
             (ch, ok, r)
         });
