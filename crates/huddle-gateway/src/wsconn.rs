@@ -194,6 +194,12 @@ async fn run<S: Session>(mut ws: WebSocket, conn: Arc<QueuedConn>, mut session: 
         }
     }
     session.finish().await;
+    // The echo of a client's close goes out once the session has left the hub.
+    poll_fn(|cx| {
+        ws.flush_close(cx);
+        Poll::Ready(())
+    })
+    .await;
 }
 
 /// Best effort: the close frame goes out if the socket takes it now.

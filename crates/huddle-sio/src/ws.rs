@@ -344,6 +344,8 @@ impl Future for Driver {
                 }
             }
         }
+        // The echo of a client's close goes out once the session is updated.
+        me.ws.flush_close(cx);
         Poll::Ready(())
     }
 }

@@ -186,7 +186,10 @@ pub enum Flow {
 pub enum End<E> {
     /// The handler asked for a pause ([`Flow::Pause`]); reading can go on.
     Paused,
-    /// The client closed: a close frame (echoed) or the end of the stream.
+    /// The client closed: a close frame or the end of the stream. The echo
+    /// of a close frame is queued, not sent: the caller finishes with the
+    /// connection first (leaves its rooms), then [`WebSocket::flush_close`]
+    /// sends it, so a client that has its echo is gone from the server.
     Closed,
     /// An I/O error, or a protocol error (answered with its close code).
     Failed,
@@ -337,9 +340,10 @@ impl WebSocket {
             wsframe::OP_PONG => Ok(Flow::Continue),
             wsframe::OP_CLOSE => match wsframe::check_close(payload) {
                 Ok(()) => {
-                    // Echo the code (an empty close is answered empty).
+                    // Echo the code (an empty close is answered empty), once
+                    // the caller is done: see `End::Closed`.
                     let code = payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
-                    self.send_close(cx, code, "");
+                    self.queue_close(code, "");
                     Err(End::Closed)
                 }
                 Err(e) => Err(self.fail(cx, e)),
@@ -411,12 +415,29 @@ impl WebSocket {
         self.ctrl.len()
     }
 
-    /// Sends a close frame, best effort and once: the connection is ending,
-    /// so a client that does not read does not hold it.
-    /// `reason` is cut to the 123 bytes a close frame can carry.
+    /// Sends a close frame (or the echo already queued), best effort: the
+    /// connection is ending, so a client that does not read does not hold it.
+    /// Only the first close frame counts. `reason` is cut to the 123 bytes a
+    /// close frame can carry.
     pub fn send_close(&mut self, cx: &mut Context<'_>, code: Option<u16>, reason: &str) {
+        self.queue_close(code, reason);
+        self.flush_close(cx);
+    }
+
+    /// Sends the close frame already queued (the echo of the client's), if
+    /// any, best effort, and ends the write side.
+    pub fn flush_close(&mut self, cx: &mut Context<'_>) {
+        if self.close_sent {
+            if let Poll::Ready(Ok(())) = self.poll_ctrl(cx) {
+                let _ = self.io.poll_shutdown(cx);
+            }
+        }
+    }
+
+    /// Queues our close frame, once; none while a data frame is half written
+    /// (no frame can follow it).
+    fn queue_close(&mut self, code: Option<u16>, reason: &str) {
         if self.close_sent || self.written > 0 {
-            // A data frame is half written: no frame can follow it.
             return;
         }
         self.close_sent = true;
@@ -433,9 +454,6 @@ impl WebSocket {
             len += cut;
         }
         wsframe::encode(wsframe::OP_CLOSE, &payload[..len], &mut self.ctrl);
-        if let Poll::Ready(Ok(())) = self.poll_ctrl(cx) {
-            let _ = self.io.poll_shutdown(cx);
-        }
     }
 
     /// Writes our own frames, if any and if no data frame is half written.
