@@ -245,6 +245,51 @@ describe('grace period and reconnect', () => {
   });
 });
 
+describe('a burst of state changes', () => {
+  // A whole workspace coming online at once publishes faster than the delivery
+  // task drains. With a bus of capacity 2 every burst outruns it: publishers
+  // must wait for room (bus.publish_wait) instead of making the delivery lag,
+  // which would disconnect every socket (each would then have to resync).
+  it('40 devices coming online at once through a bus of capacity 2: every change seen, nothing lost, nobody disconnected', async () => {
+    const small = await startServer({ env: { HUDDLE_BUS__CAPACITY: '2' } });
+    const sockets = [];
+    try {
+      const api2 = new Api(small.base);
+      const { A, B, W } = await makeWorld(api2);
+      const users = [];
+      for (let i = 0; i < 40; i++) {
+        const u = await api2.signup(`burst${i}`);
+        await api2.join(A, W.id, u);
+        users.push(u);
+      }
+      const B1 = await connectAuthed(small.base, B, W.id, 'websocket', { label: 'B1' });
+      sockets.push(B1);
+      sockets.push(...(await Promise.all(
+        users.map((u, i) => connectAuthed(small.base, u, W.id, 'websocket', { label: `U${i}` })),
+      )));
+      for (const u of users) {
+        await B1.rec.next('online-status-updated', { where: (d) => d.userId === u.id && d.onlineStatus === 'online' });
+      }
+      await workspaceBarrier(api2, A, W.id, sockets);
+      for (const s of sockets) {
+        assert.ok(s.connected, `${s.rec.label} is still connected (${s.rec.disconnectReason})`);
+      }
+      const res = await api2.req('GET', '/metrics');
+      const metric = (name) => {
+        const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(String(res.body));
+        assert.ok(m, `/metrics has ${name}`);
+        return Number(m[1]);
+      };
+      assert.equal(metric('huddle_bus_lost_total'), 0, 'no bus subscriber lagged');
+      assert.ok(metric('huddle_bus_publish_waits_total') > 0, 'the burst did outrun the delivery: publishers waited for room');
+      assert.equal(metric('huddle_slow_consumer_disconnects_total'), 0);
+    } finally {
+      for (const s of sockets) s.disconnect();
+      await small.stop();
+    }
+  });
+});
+
 describe('shutdown', () => {
   it('exits 0 on SIGTERM', async () => {
     await stopServerClean(server);

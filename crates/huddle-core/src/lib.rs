@@ -14,7 +14,9 @@ pub mod hub;
 pub mod presence;
 pub mod rate;
 
-pub use bus::{Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic};
+pub use bus::{
+    as_subscriber, Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic,
+};
 pub use hub::{ConnId, Connection, DisconnectReason, Frame, Hub, QueueFull};
 pub use presence::{Device, MediaState, OnlineStatus, Presence, PresenceError};
 pub use rate::TokenBucket;

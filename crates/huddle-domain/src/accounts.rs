@@ -135,7 +135,8 @@ impl Domain {
             user_id: user.id.clone(),
             email: user.email.clone(),
             session_id: session.id.clone(),
-        });
+        })
+        .await;
         self.credentials(&user.id, &session.id, refresh, record.expires_at)
     }
 
@@ -227,7 +228,8 @@ impl Domain {
                 email,
                 session_id: session_id.into(),
                 reason,
-            });
+            })
+            .await;
         }
         Ok(())
     }
@@ -305,11 +307,13 @@ impl Domain {
         self.emit(DomainEvent::UserUpdated {
             user_id: user.id.clone(),
             workspace_ids,
-        });
+        })
+        .await;
         self.emit(DomainEvent::MeUpdated {
             user_id: user.id.clone(),
             what: None,
-        });
+        })
+        .await;
         Ok(Me::from(&user))
     }
 
@@ -334,7 +338,8 @@ impl Domain {
         // Every device hears of the change before the other sessions' end.
         self.emit(DomainEvent::PasswordChanged {
             user_id: user.id.clone(),
-        });
+        })
+        .await;
         for sid in self
             .db
             .revoke_other_sessions(&user.id, &caller.session_id)
@@ -345,7 +350,8 @@ impl Domain {
                 email: user.email.clone(),
                 session_id: sid,
                 reason: SessionEnd::Revoked,
-            });
+            })
+            .await;
         }
         Ok(())
     }
@@ -373,7 +379,8 @@ impl Domain {
         self.emit(DomainEvent::MeUpdated {
             user_id: caller.user_id.clone(),
             what: Some("app-settings".into()),
-        });
+        })
+        .await;
         self.me(caller).await
     }
 
@@ -411,13 +418,15 @@ impl Domain {
                 workspace_id: id.clone(),
                 user_id: user.id.clone(),
                 kicked: false,
-            });
+            })
+            .await;
         }
         self.emit(DomainEvent::AccountRemoved {
             user_id: user.id,
             email: user.email,
             workspace_ids,
-        });
+        })
+        .await;
         Ok(())
     }
 

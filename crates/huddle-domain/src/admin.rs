@@ -35,7 +35,8 @@ impl Domain {
             self.emit(DomainEvent::AccountActivated {
                 user_id: id,
                 email: user.email,
-            });
+            })
+            .await;
         }
         Ok(())
     }
@@ -57,7 +58,8 @@ impl Domain {
                     email,
                     session_id,
                     reason: SessionEnd::Expired,
-                });
+                })
+                .await;
             }
         }
         Ok(n)

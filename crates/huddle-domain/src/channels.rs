@@ -257,7 +257,8 @@ impl Domain {
             channel_id: channel.id.clone(),
             visibility: visibility(&channel),
             member_ids: members.into_iter().map(|m| m.user_id).collect(),
-        });
+        })
+        .await;
         Ok(for_user(&channel, Some(ChannelRole::Admin)))
     }
 
@@ -297,7 +298,8 @@ impl Domain {
         self.emit(DomainEvent::ChannelUpdated {
             workspace_id: v.channel.workspace_id.clone(),
             channel_id: v.channel.id.clone(),
-        });
+        })
+        .await;
         Ok(for_user(&v.channel, v.access.channel_role))
     }
 
@@ -314,13 +316,15 @@ impl Domain {
             .map(|m| m.user_id)
             .collect();
         self.db.delete_channel(&v.channel.id).await?;
-        self.evict_from_channel(&v.channel.workspace_id, &v.channel.id, None);
+        self.evict_from_channel(&v.channel.workspace_id, &v.channel.id, None)
+            .await;
         self.emit(DomainEvent::ChannelDeleted {
             workspace_id: v.channel.workspace_id.clone(),
             channel_id: v.channel.id.clone(),
             visibility: visibility(&v.channel),
             member_ids,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -375,7 +379,8 @@ impl Domain {
                 workspace_id: v.channel.workspace_id.clone(),
                 channel_id: v.channel.id.clone(),
                 user_ids: added,
-            });
+            })
+            .await;
         }
         self.channel_members(caller, channel_id).await
     }
@@ -402,13 +407,15 @@ impl Domain {
             return Err(DomainError::NotFound("member"));
         }
         if v.channel.is_private {
-            self.evict_from_channel(&v.channel.workspace_id, &v.channel.id, Some(&target));
+            self.evict_from_channel(&v.channel.workspace_id, &v.channel.id, Some(&target))
+                .await;
         }
         self.emit(DomainEvent::ChannelMemberRemoved {
             workspace_id: v.channel.workspace_id.clone(),
             channel_id: v.channel.id.clone(),
             user_id: target,
-        });
+        })
+        .await;
         Ok(())
     }
 

@@ -105,7 +105,7 @@ impl Domain {
         Ok(())
     }
 
-    fn publish_chat(
+    async fn publish_chat(
         &self,
         workspace_id: &str,
         action: ChatAction,
@@ -117,7 +117,8 @@ impl Domain {
             action,
             chat,
             origin,
-        });
+        })
+        .await;
     }
 
     /// Posts a chat in a channel the caller can see (and, with `within`, that
@@ -156,7 +157,8 @@ impl Domain {
             .await?
             .ok_or(DomainError::NotFound("channel"))?;
         let chat = info(&stored.record, &stored.workspace_id);
-        self.publish_chat(&stored.workspace_id, ChatAction::New, chat.clone(), origin);
+        self.publish_chat(&stored.workspace_id, ChatAction::New, chat.clone(), origin)
+            .await;
         Ok(chat)
     }
 
@@ -208,7 +210,8 @@ impl Domain {
             ChatAction::Modify,
             chat.clone(),
             origin,
-        );
+        )
+        .await;
         Ok(chat)
     }
 
@@ -250,7 +253,8 @@ impl Domain {
             ChatAction::Delete,
             chat.clone(),
             origin,
-        );
+        )
+        .await;
         Ok(chat)
     }
 

@@ -172,7 +172,7 @@ impl Domain {
         };
         if first {
             self.db.comet_set_time(dev, user, 0).await?;
-            self.comet_status_edge(dev, user, "online");
+            self.comet_status_edge(dev, user, "online").await;
         }
         Ok(first)
     }
@@ -196,12 +196,12 @@ impl Domain {
         };
         if last {
             self.db.comet_set_time(dev, user, unix_now()).await?;
-            self.comet_status_edge(dev, user, "offline");
+            self.comet_status_edge(dev, user, "offline").await;
         }
         Ok(())
     }
 
-    fn comet_status_edge(&self, dev: &str, user: i64, status: &str) {
+    async fn comet_status_edge(&self, dev: &str, user: i64, status: &str) {
         self.emit(DomainEvent::CometPipe {
             dev_id: dev.into(),
             pipe: format!("user_status_{user}"),
@@ -209,7 +209,8 @@ impl Domain {
             data: serde_json::Value::from(status),
             user_id: 0,
             origin: None,
-        });
+        })
+        .await;
     }
 
     /// Live authorised connections of a user on this node.
@@ -222,7 +223,7 @@ impl Domain {
 
     /// Publishes to a pipe (history kept when enabled). `origin`: the sending
     /// connection, which does not receive its own message.
-    pub fn comet_publish(
+    pub async fn comet_publish(
         &self,
         dev: &str,
         pipe: &str,
@@ -268,13 +269,14 @@ impl Domain {
             data,
             user_id,
             origin,
-        });
+        })
+        .await;
         Ok(())
     }
 
     /// A client's `web_pipe2`: only `web_`, `@web_` (published anonymously) and
     /// `webauth_` (authorised senders) pipes. Returns the pipe it went to.
-    pub fn comet_web_publish(
+    pub async fn comet_web_publish(
         &self,
         dev: &str,
         pipe: &str,
@@ -319,7 +321,8 @@ impl Domain {
             serde_json::Value::from(message),
             user_id,
             Some(origin),
-        )?;
+        )
+        .await?;
         Ok(pipe.to_owned())
     }
 
@@ -400,7 +403,8 @@ impl Domain {
                 user_id: user,
                 event: event.into(),
                 data: message,
-            });
+            })
+            .await;
             return Ok((live, false));
         }
         let text = message.to_string();

@@ -205,7 +205,10 @@ impl Domain {
 
     /// Publishes an event, encoded once. A bus failure is logged and counted by
     /// the bus; the state change it reports has already been committed.
-    fn emit(&self, event: DomainEvent) {
+    /// It waits for room on the bus first (see [`Bus::room`]), so that a burst of
+    /// changes slows its callers down rather than overrunning the delivery.
+    async fn emit(&self, event: DomainEvent) {
+        self.bus.room().await;
         let publication = event.to_publication();
         if let Err(e) = self.bus.publish(publication) {
             tracing::error!(event = event.name(), error = %e, "event not published");

@@ -151,7 +151,8 @@ impl Domain {
                         user_id: caller.user_id.clone(),
                         action: Value::from("socket-reconnecting"),
                         data: Value::Bool(false),
-                    });
+                    })
+                    .await;
                 }
                 if let Some(agg) = self
                     .presence
@@ -197,7 +198,8 @@ impl Domain {
             user_id: user_id.into(),
             status,
             workspace_ids,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -210,7 +212,8 @@ impl Domain {
                 channel_id: channel.to_string(),
                 user_id: d.user_id.to_string(),
                 socket_id: d.conn.to_string(),
-            });
+            })
+            .await;
         }
         if let Some(status) = removed.status_change {
             self.status_changed(&d.user_id, status).await?;
@@ -246,7 +249,8 @@ impl Domain {
                         user_id: d.user_id.to_string(),
                         action: Value::from("socket-reconnecting"),
                         data: Value::Bool(true),
-                    });
+                    })
+                    .await;
                 }
             }
         }
@@ -283,7 +287,7 @@ impl Domain {
     }
 
     /// Ends the calls in `channel_id` (of one user, or everyone).
-    pub(crate) fn evict_from_channel(
+    pub(crate) async fn evict_from_channel(
         &self,
         workspace_id: &str,
         channel_id: &str,
@@ -299,7 +303,8 @@ impl Domain {
                     channel_id: channel_id.into(),
                     user_id: d.user_id.to_string(),
                     socket_id: d.conn.to_string(),
-                });
+                })
+                .await;
             }
         }
     }
@@ -351,7 +356,8 @@ impl Domain {
         if !other_devices.is_empty() {
             self.emit(DomainEvent::DeviceChanged {
                 user_id: caller.user_id.clone(),
-            });
+            })
+            .await;
         }
         for (conn, old) in other_devices.iter().filter(|(_, old)| **old != *channel.id) {
             self.emit(DomainEvent::ChannelUnselected {
@@ -359,7 +365,8 @@ impl Domain {
                 channel_id: old.to_string(),
                 user_id: caller.user_id.clone(),
                 socket_id: conn.to_string(),
-            });
+            })
+            .await;
         }
         if let Some(old) = left {
             self.emit(DomainEvent::ChannelUnselected {
@@ -367,7 +374,8 @@ impl Domain {
                 channel_id: old.to_string(),
                 user_id: caller.user_id.clone(),
                 socket_id: socket_id.into(),
-            });
+            })
+            .await;
         }
         self.emit(DomainEvent::ChannelSelected {
             workspace_id: channel.workspace_id.clone(),
@@ -380,12 +388,14 @@ impl Domain {
                 .filter(|(_, old)| **old == *channel.id)
                 .map(|(c, _)| c.to_string())
                 .collect(),
-        });
+        })
+        .await;
         for invite in self.invites.take_for(&caller.user_id, &channel.id) {
             self.emit(DomainEvent::InviteCancelled {
                 invite_id: invite.id,
                 to_user_id: invite.to,
-            });
+            })
+            .await;
         }
         Ok(Selection {
             connection_options: self.connection_options(&caller.user_id, &channel.id, socket_id)?,
@@ -444,7 +454,8 @@ impl Domain {
             channel_id: id,
             user_id: caller.user_id.clone(),
             socket_id: socket_id.into(),
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -466,7 +477,8 @@ impl Domain {
             channel_id: channel.to_string(),
             user_id: caller.user_id.clone(),
             media: state.clone(),
-        });
+        })
+        .await;
         Ok(state)
     }
 
@@ -489,7 +501,8 @@ impl Domain {
             user_id: caller.user_id.clone(),
             status,
             socket_id: socket_id.into(),
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -514,7 +527,8 @@ impl Domain {
             from_user_id: caller.user_id.clone(),
             to_user_id: target.user_id.to_string(),
             socket_id: target.conn.to_string(),
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -538,7 +552,7 @@ impl Domain {
     }
 
     /// Relays a client's `conversation-broadcast` to everyone in its call.
-    pub fn conversation_broadcast(
+    pub async fn conversation_broadcast(
         &self,
         conn: &str,
         action: Value,
@@ -556,7 +570,8 @@ impl Domain {
             user_id: d.user_id.to_string(),
             action,
             data,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -624,7 +639,8 @@ impl Domain {
             channel_id: invite.channel_id.clone(),
             is_response_needed,
             message,
-        });
+        })
+        .await;
         // Every invite expires after the timeout so the store stays bounded; one
         // that needed an answer tells its sender `no-response`.
         let domain = Arc::clone(self);
@@ -634,12 +650,14 @@ impl Domain {
             tokio::time::sleep(timeout).await;
             if let Some(expired) = domain.invites.take(&id) {
                 if expired.is_response_needed {
-                    domain.emit(DomainEvent::InviteResponded {
-                        invite_id: expired.id,
-                        responder_id: expired.to,
-                        to_user_id: expired.from,
-                        response: Value::from("no-response"),
-                    });
+                    domain
+                        .emit(DomainEvent::InviteResponded {
+                            invite_id: expired.id,
+                            responder_id: expired.to,
+                            to_user_id: expired.from,
+                            response: Value::from("no-response"),
+                        })
+                        .await;
                 }
             }
         });
@@ -647,7 +665,7 @@ impl Domain {
     }
 
     /// Answers an invite addressed to the caller.
-    pub fn respond_invite(
+    pub async fn respond_invite(
         &self,
         caller: &Caller,
         invite_id: &str,
@@ -666,12 +684,13 @@ impl Domain {
             responder_id: invite.to,
             to_user_id: invite.from,
             response,
-        });
+        })
+        .await;
         Ok(())
     }
 
     /// Withdraws an invite the caller sent.
-    pub fn cancel_invite(&self, caller: &Caller, invite_id: &str) -> DomainResult<()> {
+    pub async fn cancel_invite(&self, caller: &Caller, invite_id: &str) -> DomainResult<()> {
         match self.invites.get(invite_id) {
             Some(i) if i.from == caller.user_id => {}
             _ => return Err(DomainError::NotFound("invite")),
@@ -683,7 +702,8 @@ impl Domain {
         self.emit(DomainEvent::InviteCancelled {
             invite_id: invite.id,
             to_user_id: invite.to,
-        });
+        })
+        .await;
         Ok(())
     }
 }

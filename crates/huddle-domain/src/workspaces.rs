@@ -107,7 +107,8 @@ impl Domain {
         self.emit(DomainEvent::WorkspaceAdded {
             user_id: caller.user_id.clone(),
             workspace_id: w.id.clone(),
-        });
+        })
+        .await;
         Ok(for_user(&w, WorkspaceRole::Admin))
     }
 
@@ -184,7 +185,8 @@ impl Domain {
         self.db.update_workspace(&m.workspace).await?;
         self.emit(DomainEvent::WorkspaceUpdated {
             workspace_id: m.workspace.id.clone(),
-        });
+        })
+        .await;
         Ok(for_user(&m.workspace, m.role))
     }
 
@@ -210,7 +212,8 @@ impl Domain {
         self.emit(DomainEvent::WorkspaceDeleted {
             workspace_id: m.workspace.id,
             member_ids,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -269,11 +272,13 @@ impl Domain {
         self.emit(DomainEvent::MemberJoined {
             workspace_id: workspace.id.clone(),
             user_id: caller.user_id.clone(),
-        });
+        })
+        .await;
         self.emit(DomainEvent::WorkspaceAdded {
             user_id: caller.user_id.clone(),
             workspace_id: workspace.id.clone(),
-        });
+        })
+        .await;
         Ok(for_user(&workspace, WorkspaceRole::User))
     }
 
@@ -287,7 +292,8 @@ impl Domain {
             self.emit(DomainEvent::WorkspaceDeleted {
                 workspace_id: m.workspace.id,
                 member_ids: vec![caller.user_id.clone()],
-            });
+            })
+            .await;
             return Ok(());
         }
         if m.role == WorkspaceRole::Admin
@@ -306,7 +312,8 @@ impl Domain {
             workspace_id: m.workspace.id,
             user_id: caller.user_id.clone(),
             kicked: false,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -338,7 +345,8 @@ impl Domain {
             workspace_id: m.workspace.id,
             user_id: target_id,
             kicked: true,
-        });
+        })
+        .await;
         Ok(())
     }
 
@@ -374,7 +382,8 @@ impl Domain {
             workspace_id: m.workspace.id.clone(),
             user_id: target_id.clone(),
             role: role.as_str().into(),
-        });
+        })
+        .await;
         self.member_list(&m.workspace.id)
             .await?
             .into_iter()

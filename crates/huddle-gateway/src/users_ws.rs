@@ -105,7 +105,7 @@ impl UsersSocket {
     pub fn spawn_delivery(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         let mut sub = me.domain.bus().subscribe();
-        tokio::spawn(async move {
+        tokio::spawn(huddle_core::as_subscriber(async move {
             loop {
                 let p = match sub.recv().await {
                     Ok(p) => p,
@@ -138,7 +138,7 @@ impl UsersSocket {
                     me.hub.publish(&everyone(), &f, None);
                 }
             }
-        })
+        }))
     }
 }
 

@@ -240,6 +240,10 @@ pub struct LimitsConfig {
 pub struct BusConfig {
     /// Publications a subscriber may fall behind before it is told it lagged. Default 4096.
     pub capacity: usize,
+    /// Longest a publisher waits for a subscriber more than half `capacity`
+    /// behind to catch up before publishing anyway. Default `5s`.
+    #[serde(with = "duration")]
+    pub publish_wait: Duration,
 }
 
 impl Default for Config {
@@ -326,7 +330,10 @@ impl Default for RealtimeConfig {
 
 impl Default for BusConfig {
     fn default() -> Self {
-        BusConfig { capacity: 4096 }
+        BusConfig {
+            capacity: 4096,
+            publish_wait: Duration::from_secs(5),
+        }
     }
 }
 

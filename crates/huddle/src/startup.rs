@@ -136,6 +136,14 @@ impl MetricsSource for BusMetrics {
         let _ = writeln!(out, "huddle_bus_published_total {}", self.0.published());
         out.push_str("# HELP huddle_bus_lost_total Publications lost by lagging bus subscribers.\n# TYPE huddle_bus_lost_total counter\n");
         let _ = writeln!(out, "huddle_bus_lost_total {}", self.0.lost());
+        out.push_str("# HELP huddle_bus_publish_waits_total Publishers that waited for a lagging bus subscriber.\n# TYPE huddle_bus_publish_waits_total counter\n");
+        let _ = writeln!(out, "huddle_bus_publish_waits_total {}", self.0.waits());
+        out.push_str("# HELP huddle_bus_publish_overruns_total Publishers that waited the whole bus.publish_wait and published anyway.\n# TYPE huddle_bus_publish_overruns_total counter\n");
+        let _ = writeln!(
+            out,
+            "huddle_bus_publish_overruns_total {}",
+            self.0.overruns()
+        );
     }
 }
 
@@ -217,7 +225,10 @@ impl Application {
     /// Opens storage, builds the services and binds the HTTP listener.
     pub async fn build(config: Config) -> Result<Application, StartupError> {
         let db = open_database(&config).await?;
-        let bus = Arc::new(InProcessBus::new(config.bus.capacity));
+        let bus = Arc::new(InProcessBus::with_max_wait(
+            config.bus.capacity,
+            config.bus.publish_wait,
+        ));
         let domain = Arc::new(Domain::new(
             db,
             bus.clone() as Arc<dyn Bus>,

@@ -164,7 +164,8 @@ async fn publish(
         .as_ref()
         .map_or(0, |g| g.hub.subscribers(&super::pipe_topic(d, &pipe)).len());
     s.domain
-        .comet_publish(d, &pipe, &p.event, p.message, 0, None)?;
+        .comet_publish(d, &pipe, &p.event, p.message, 0, None)
+        .await?;
     Ok(axum::Json(Delivered { delivered }))
 }
 

@@ -122,7 +122,7 @@ impl CometGateway {
     pub fn spawn_delivery(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let me = self.clone();
         let mut sub = me.domain.bus().subscribe();
-        tokio::spawn(async move {
+        tokio::spawn(huddle_core::as_subscriber(async move {
             loop {
                 let p = match sub.recv().await {
                     Ok(p) => p,
@@ -170,6 +170,6 @@ impl CometGateway {
                     _ => {}
                 }
             }
-        })
+        }))
     }
 }

@@ -226,7 +226,7 @@ impl Session {
         let (cmd, args) = text.split_once('\n').unwrap_or((text, ""));
         match cmd.trim() {
             "subscription" => Some(self.subscription(args).await),
-            "web_pipe2" => Some(self.web_pipe2(args)),
+            "web_pipe2" => Some(self.web_pipe2(args).await),
             "pipe_log" => Some(self.pipe_log(args)),
             "pipe_count" => Some(self.pipe_count(args)),
             "track_pipe_users" => Some(self.track_pipe_users(args)),
@@ -264,31 +264,32 @@ impl Session {
         for old in self.subscriptions.difference(&wanted) {
             self.gw.hub.leave(&self.id, &pipe_topic(&self.dev, old));
             if old.starts_with("track_") {
-                self.track_event(old, "unsubscription");
+                self.track_event(old, "unsubscription").await;
             }
         }
         for new in wanted.difference(&self.subscriptions) {
             self.gw.hub.join(&self.id, pipe_topic(&self.dev, new));
             if new.starts_with("track_") {
-                self.track_event(new, "subscription");
+                self.track_event(new, "subscription").await;
             }
         }
         self.subscriptions = wanted;
         Vec::new()
     }
 
-    fn track_event(&self, pipe: &str, event: &str) {
+    async fn track_event(&self, pipe: &str, event: &str) {
         let data = json!({"user_id": self.user_id, "uuid": self.uuid});
-        if let Err(e) =
-            self.gw
-                .domain
-                .comet_publish(&self.dev, pipe, event, data, self.user_id, None)
+        if let Err(e) = self
+            .gw
+            .domain
+            .comet_publish(&self.dev, pipe, event, data, self.user_id, None)
+            .await
         {
             tracing::debug!(error = %e, "track event refused");
         }
     }
 
-    fn web_pipe2(&mut self, args: &str) -> Vec<Value> {
+    async fn web_pipe2(&mut self, args: &str) -> Vec<Value> {
         let mut parts = args.splitn(4, '\n');
         let (Some(pipe), Some(event), Some(_auth), Some(message)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -303,14 +304,19 @@ impl Session {
         } else {
             Sender::Anonymous
         };
-        match self.gw.domain.comet_web_publish(
-            &self.dev,
-            pipe.trim(),
-            event.trim(),
-            message,
-            sender,
-            self.id.to_string(),
-        ) {
+        match self
+            .gw
+            .domain
+            .comet_web_publish(
+                &self.dev,
+                pipe.trim(),
+                event.trim(),
+                message,
+                sender,
+                self.id.to_string(),
+            )
+            .await
+        {
             Ok(pipe) => {
                 let topic = pipe_topic(&self.dev, &pipe);
                 let hub = &self.gw.hub;
@@ -426,7 +432,7 @@ impl Session {
     async fn leave(self) {
         for pipe in &self.subscriptions {
             if pipe.starts_with("track_") {
-                self.track_event(pipe, "unsubscription");
+                self.track_event(pipe, "unsubscription").await;
             }
         }
         self.gw.hub.unregister(&self.id);

@@ -224,7 +224,9 @@ async fn respond_invite(
     Json(input): Json<InviteResponse>,
 ) -> ApiResult<StatusCode> {
     s.domain.require_device(&caller, q.id()?)?;
-    s.domain.respond_invite(&caller, &id, input.response)?;
+    s.domain
+        .respond_invite(&caller, &id, input.response)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -238,6 +240,6 @@ async fn cancel_invite(
     Socket(q): Socket,
 ) -> ApiResult<StatusCode> {
     s.domain.require_device(&caller, q.id()?)?;
-    s.domain.cancel_invite(&caller, &id)?;
+    s.domain.cancel_invite(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -21,7 +21,7 @@ use super::{
 
 pub(crate) fn spawn(rt: Arc<Realtime>) -> tokio::task::JoinHandle<()> {
     let mut sub = rt.domain.bus().subscribe();
-    tokio::spawn(async move {
+    tokio::spawn(huddle_core::as_subscriber(async move {
         loop {
             match sub.recv().await {
                 Ok(p) => {
@@ -50,7 +50,7 @@ pub(crate) fn spawn(rt: Arc<Realtime>) -> tokio::task::JoinHandle<()> {
                 Err(BusRecvError::Closed) => return,
             }
         }
-    })
+    }))
 }
 
 fn frame(event: &str, payload: &impl serde::Serialize) -> Option<Frame> {

@@ -136,7 +136,7 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
             };
             let action = obj.get("action").cloned().unwrap_or(Value::Null);
             let data = obj.get("data").cloned().unwrap_or(Value::Null);
-            if let Err(e) = rt.domain.conversation_broadcast(&id, action, data) {
+            if let Err(e) = rt.domain.conversation_broadcast(&id, action, data).await {
                 fail(&message(&e));
             }
         }
