@@ -62,7 +62,10 @@ pub async fn run(a: Args) -> Result<(), String> {
         let mut ws = sio::open_url(&server, None, &url).await?;
         ws.send_text("subscription\nweb_bench").await?;
         let (d, disconnected) = (d.clone(), disconnected.clone());
-        // Read until aborted at the end (the receiver hands its figures over then).
+        // Read until aborted at the end (the receiver hands its figures over
+        // then). A receiver that has everything keeps its connection open: a
+        // subscriber leaving while others still receive would load the server
+        // (as sio-fanout's do not), delaying the last deliveries of the run.
         tasks.push(tokio::spawn(async move {
             let mut receiver = Receiver::new(d);
             loop {
@@ -70,9 +73,7 @@ pub async fn run(a: Args) -> Result<(), String> {
                     Ok(Frame::Text(t)) => {
                         // A probe or a publication marks the receiver ready.
                         if let Some(stamp) = bench_payload(t) {
-                            if receiver.record(stamp) {
-                                break;
-                            }
+                            receiver.record(stamp);
                         }
                     }
                     Ok(Frame::Binary | Frame::Ping) => {}
