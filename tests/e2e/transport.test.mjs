@@ -206,3 +206,60 @@ describe('transport', { timeout: 20000 }, () => {
     assert.equal((await disconnected(s)).reason, 'io server disconnect');
   });
 });
+
+describe('slow consumers', { timeout: 60000 }, () => {
+  // limits.outbound_queue_bytes: a socket whose client stops reading is closed
+  // as a slow consumer once its queue passes the bound, and counted in
+  // /metrics; the sockets that read lose nothing.
+  it('a socket that stops reading is disconnected as a slow consumer and counted; the others lose nothing', async () => {
+    const small = await startServer({
+      env: {
+        HUDDLE_LIMITS__OUTBOUND_QUEUE_BYTES: '65536',
+        HUDDLE_LIMITS__SOCKET_EVENTS_PER_SEC: '100000',
+        HUDDLE_LIMITS__SOCKET_EVENTS_BURST: '100000',
+      },
+    });
+    const sockets = [];
+    try {
+      const api2 = new Api(small.base);
+      const { A, B, W } = await makeWorld(api2);
+      const P = await api2.createChannel(A, W.id, { name: 'call' });
+      const A1 = await connectAuthed(small.base, A, W.id, 'websocket', { label: 'A1' });
+      const B1 = await connectAuthed(small.base, B, W.id, 'websocket', { label: 'B1' });
+      sockets.push(A1, B1);
+      await api2.selectOk(A, A1, P.id);
+      await api2.selectOk(B, B1, P.id);
+      await A1.rec.next('user-selected-channel', { where: (d) => d.userId === B.id });
+      const slow = async () => {
+        const res = await api2.req('GET', '/metrics');
+        const m = /^huddle_slow_consumer_disconnects_total (\d+)$/m.exec(String(res.body));
+        assert.ok(m, '/metrics has huddle_slow_consumer_disconnects_total');
+        return Number(m[1]);
+      };
+      assert.equal(await slow(), 0);
+      // B1 stops reading: its TCP socket is paused, so the kernel's buffers
+      // fill, then its queue on the server.
+      const tcp = B1.io.engine.transport.ws._socket;
+      tcp.pause();
+      const blob = 'x'.repeat(32 * 1024);
+      let sent = 0;
+      for (; sent < 2000; sent++) {
+        A1.emit('conversation-broadcast', { action: 'flood', data: { seq: sent, blob } });
+        const got = await A1.rec.next('conversation-broadcast', { where: (d) => d.action === 'flood' && d.data.seq === sent });
+        assert.equal(got.data.data.blob.length, blob.length);
+        if (sent % 16 === 15 && (await slow()) > 0) break;
+      }
+      assert.ok(sent < 2000, '64 MB broadcast and the socket that reads nothing was never dropped');
+      assert.equal(await slow(), 1, 'exactly one slow consumer');
+      tcp.resume();
+      await disconnected(B1, 10000);
+      // A1 read everything and stays in the call.
+      assert.ok(A1.connected);
+      A1.emit('conversation-broadcast', { action: 'after', data: null });
+      await A1.rec.next('conversation-broadcast', { where: (d) => d.action === 'after' });
+    } finally {
+      for (const s of sockets) s.disconnect();
+      await small.stop();
+    }
+  });
+});

@@ -232,10 +232,11 @@ pub async fn run(a: Args) -> Result<(), String> {
         if probing.elapsed() > Duration::from_secs(a.ready_timeout) {
             stop(tasks).await;
             return Err(format!(
-                "only {} of {} subscribers received the probe in {} s",
+                "only {} of {} subscribers received the probe in {} s ({} disconnected by the server)",
                 d.ready.load(Ordering::Relaxed),
                 a.subscribers,
-                a.ready_timeout
+                a.ready_timeout,
+                counters.disconnected.load(Ordering::Relaxed)
             ));
         }
         if reported.elapsed() > Duration::from_secs(15) {

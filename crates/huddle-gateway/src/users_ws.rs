@@ -30,7 +30,7 @@ pub struct UsersSocketSettings {
     /// The `users-api-key` header value that unlocks MetaRequest; unset: never.
     pub api_key: Option<String>,
     pub max_frame: usize,
-    pub outbound_queue: usize,
+    pub outbound_queue_bytes: usize,
     pub rate_per_sec: u32,
     pub rate_burst: u32,
 }
@@ -191,7 +191,7 @@ struct Session {
 
 fn open(us: Arc<UsersSocket>, trusted: bool) -> Opening<Session> {
     let id: ConnId = format!("users-{}", us.next.fetch_add(1, Ordering::Relaxed)).into();
-    let conn = QueuedConn::new(id.clone(), us.settings.outbound_queue);
+    let conn = QueuedConn::new(id.clone(), us.settings.outbound_queue_bytes);
     us.hub.register(conn.clone());
     us.hub.join(&id, everyone());
     let bucket = TokenBucket::new(

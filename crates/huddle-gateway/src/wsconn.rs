@@ -4,8 +4,10 @@
 //! its front door's [`Session`], and writes replies and queued frames.
 //!
 //! Guarantees:
-//! - the queue is bounded: a frame past `capacity` is refused with
-//!   [`QueueFull`] and the hub closes the connection as a slow consumer;
+//! - the queue is bounded in bytes: a frame past `capacity` bytes (not
+//!   counting the batch being written; a single larger frame passes an empty
+//!   queue) is refused with [`QueueFull`] and the hub closes the connection
+//!   as a slow consumer;
 //! - an idle connection holds no buffer: the writer takes the queue's storage
 //!   whole and frees it once written;
 //! - frames are written from their shared bytes (vectored writes), never
@@ -33,6 +35,8 @@ pub(crate) const MAX_BACKLOG: usize = 64 * 1024;
 #[derive(Default)]
 struct Outbox {
     queue: VecDeque<Arc<RawValue>>,
+    /// The bytes of `queue`.
+    bytes: usize,
     /// Set when the server closes the connection: the close code.
     closed: Option<u16>,
 }
@@ -50,7 +54,7 @@ fn lock(m: &Mutex<Outbox>) -> MutexGuard<'_, Outbox> {
 }
 
 impl QueuedConn {
-    /// A connection whose queue holds at most `capacity` frames.
+    /// A connection whose queue holds at most `capacity` bytes of frames.
     pub fn new(id: ConnId, capacity: usize) -> Arc<QueuedConn> {
         Arc::new(QueuedConn {
             id,
@@ -65,6 +69,7 @@ impl QueuedConn {
     fn take(&self, cx: &mut Context<'_>) -> (VecDeque<Arc<RawValue>>, Option<u16>) {
         self.waker.register(cx.waker());
         let mut out = lock(&self.out);
+        out.bytes = 0;
         (std::mem::take(&mut out.queue), out.closed)
     }
 }
@@ -81,9 +86,11 @@ impl Connection for QueuedConn {
                 // Closing: its task writes nothing more.
                 return Ok(());
             }
-            if out.queue.len() >= self.capacity {
+            let len = frame.payload.get().len();
+            if !out.queue.is_empty() && out.bytes + len > self.capacity {
                 return Err(QueueFull);
             }
+            out.bytes += len;
             out.queue.push_back(frame.payload.clone());
         }
         self.waker.wake();

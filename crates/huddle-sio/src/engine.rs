@@ -2,7 +2,7 @@
 //! sockets, and the reading of inbound packets (shared by both transports).
 //!
 //! Guarantees:
-//! - the queue is bounded: a push past `outbound_queue` packets fails and the
+//! - the queue is bounded: a push past `outbound_queue_bytes` fails and the
 //!   caller closes the session as a slow consumer (control packets such as a
 //!   disconnect may exceed it by a few);
 //! - an idle session holds no buffer: the queue's storage is taken whole by
@@ -59,6 +59,8 @@ pub(crate) const WEBSOCKET: u8 = 2;
 #[derive(Default)]
 struct Outbox {
     queue: VecDeque<Utf8Bytes>,
+    /// The bytes of `queue`.
+    bytes: usize,
     closed: Option<CloseReason>,
 }
 
@@ -133,10 +135,12 @@ impl EngineConn {
     /// Queues a packet. `force` lets a control packet past the bound.
     pub fn push(&self, packet: Utf8Bytes, force: bool) -> Result<(), QueueFull> {
         let mut out = lock(&self.out);
-        if out.closed.is_some() || (!force && out.queue.len() >= self.server.cfg.outbound_queue) {
+        let was_empty = out.queue.is_empty();
+        let full = !was_empty && out.bytes + packet.len() > self.server.cfg.outbound_queue_bytes;
+        if out.closed.is_some() || (!force && full) {
             return Err(QueueFull);
         }
-        let was_empty = out.queue.is_empty();
+        out.bytes += packet.len();
         out.queue.push_back(packet);
         drop(out);
         if was_empty {
@@ -149,6 +153,7 @@ impl EngineConn {
     /// Everything queued (the storage goes with it), and whether the session closed.
     pub fn take(&self) -> (VecDeque<Utf8Bytes>, Option<CloseReason>) {
         let mut out = lock(&self.out);
+        out.bytes = 0;
         (std::mem::take(&mut out.queue), out.closed)
     }
 

@@ -24,9 +24,10 @@ pub struct Config {
     pub ping_timeout: Duration,
     /// Largest inbound message (websocket) or request body (polling), bytes.
     pub max_payload: usize,
-    /// Outbound packets queued per session; past it the client is
-    /// disconnected as a slow consumer.
-    pub outbound_queue: usize,
+    /// Bytes of outbound packets queued per session (not counting the batch
+    /// being written); past it the client is disconnected as a slow
+    /// consumer. A single packet larger than the bound passes an empty queue.
+    pub outbound_queue_bytes: usize,
     /// How long a websocket upgrade may take from probe to upgrade packet.
     pub upgrade_timeout: Duration,
     /// Handshake request headers kept for namespace handlers
@@ -40,7 +41,7 @@ impl Default for Config {
             ping_interval: Duration::from_secs(25),
             ping_timeout: Duration::from_secs(20),
             max_payload: 1_000_000,
-            outbound_queue: 1000,
+            outbound_queue_bytes: 1 << 20,
             upgrade_timeout: Duration::from_secs(10),
             keep_headers: Vec::new(),
         }

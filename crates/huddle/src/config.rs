@@ -224,9 +224,10 @@ pub struct LimitsConfig {
     pub max_message_bytes: u64,
     /// Live socket connections per user. Default 16.
     pub max_connections_per_user: usize,
-    /// Outbound queue per socket, in messages; a full queue disconnects the
-    /// client as a slow consumer. Default 1024.
-    pub outbound_queue: usize,
+    /// Outbound queue per socket, in bytes of queued messages (as Centrifugo's
+    /// `client_queue_max_size`); a full queue disconnects the client as a slow
+    /// consumer. Default 1 MiB.
+    pub outbound_queue_bytes: usize,
     /// Inbound socket events per second per connection. Default 50.
     pub socket_events_per_sec: u32,
     /// Burst of inbound socket events per connection. Default 100.
@@ -307,7 +308,7 @@ impl Default for LimitsConfig {
             signin_ip_window: Duration::from_secs(60),
             max_message_bytes: 64 * 1024,
             max_connections_per_user: 16,
-            outbound_queue: 1024,
+            outbound_queue_bytes: 1 << 20,
             socket_events_per_sec: 50,
             socket_events_burst: 100,
             chat_content_chars: 4000,
@@ -498,8 +499,8 @@ impl Config {
         if self.limits.chat_content_chars == 0 {
             return invalid("limits.chat_content_chars", "must be at least 1");
         }
-        if self.limits.outbound_queue == 0 {
-            return invalid("limits.outbound_queue", "must be at least 1");
+        if self.limits.outbound_queue_bytes == 0 {
+            return invalid("limits.outbound_queue_bytes", "must be at least 1");
         }
         if self.realtime.auth_timeout.is_zero()
             || self.realtime.ping_interval.is_zero()

@@ -238,7 +238,7 @@ impl Application {
             domain.clone(),
             SocketIoSettings {
                 max_payload: config.limits.max_message_bytes,
-                outbound_queue: config.limits.outbound_queue,
+                outbound_queue_bytes: config.limits.outbound_queue_bytes,
                 ping_interval: config.realtime.ping_interval,
                 ping_timeout: config.realtime.ping_timeout,
                 rate_per_sec: config.limits.socket_events_per_sec,
@@ -265,7 +265,7 @@ impl Application {
             realtime.hub().clone(),
             CometSettings {
                 max_frame: usize::try_from(config.limits.max_message_bytes).unwrap_or(usize::MAX),
-                outbound_queue: config.limits.outbound_queue,
+                outbound_queue_bytes: config.limits.outbound_queue_bytes,
                 rate_per_sec: config.limits.socket_events_per_sec,
                 rate_burst: config.limits.socket_events_burst,
                 origins,
@@ -307,7 +307,7 @@ impl Application {
                 allow_missing_origin: config.users_socket.allow_missing_origin,
                 api_key: config.users_socket.api_key.as_ref().map(|k| k.0.clone()),
                 max_frame: usize::try_from(config.limits.max_message_bytes).unwrap_or(usize::MAX),
-                outbound_queue: config.limits.outbound_queue,
+                outbound_queue_bytes: config.limits.outbound_queue_bytes,
                 rate_per_sec: config.limits.socket_events_per_sec,
                 rate_burst: config.limits.socket_events_burst,
             },

@@ -22,8 +22,8 @@ pub use ws::router as ws_router;
 pub struct CometSettings {
     /// Largest inbound frame in bytes (64 KiB); larger closes with 1009.
     pub max_frame: usize,
-    /// Outbound queue per connection, in messages; full → disconnected as slow.
-    pub outbound_queue: usize,
+    /// Outbound queue per connection, in bytes; full → disconnected as slow.
+    pub outbound_queue_bytes: usize,
     pub rate_per_sec: u32,
     pub rate_burst: u32,
     /// Origins allowed to connect (regular expressions); empty: any.

@@ -126,7 +126,7 @@ async fn open(gw: Arc<CometGateway>, req: ConnectRequest) -> Opening<Session> {
         NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     )
     .into();
-    let conn = QueuedConn::new(id.clone(), gw.settings.outbound_queue);
+    let conn = QueuedConn::new(id.clone(), gw.settings.outbound_queue_bytes);
     gw.hub.register(conn.clone());
     gw.conns().insert(
         id.clone(),

@@ -31,9 +31,9 @@ use huddle_domain::Domain;
 pub struct SocketIoSettings {
     /// Largest inbound packet in bytes (64 KiB); larger closes the connection.
     pub max_payload: u64,
-    /// Outbound queue per socket, in packets; when full the socket is
+    /// Outbound queue per socket, in bytes; when full the socket is
     /// disconnected as a slow consumer (counted in `huddle_slow_consumer_disconnects_total`).
-    pub outbound_queue: usize,
+    pub outbound_queue_bytes: usize,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
     /// Inbound events per second per socket (50)...
@@ -101,7 +101,7 @@ impl Realtime {
                 ping_interval: settings.ping_interval,
                 ping_timeout: settings.ping_timeout,
                 max_payload: usize::try_from(settings.max_payload).unwrap_or(usize::MAX),
-                outbound_queue: settings.outbound_queue,
+                outbound_queue_bytes: settings.outbound_queue_bytes,
                 keep_headers: community_ns::HANDSHAKE_HEADERS.to_vec(),
                 ..huddle_sio::Config::default()
             };

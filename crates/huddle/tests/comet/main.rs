@@ -14,5 +14,6 @@ mod connect;
 mod js_client;
 mod scenario;
 mod server_api;
+mod slow;
 mod tenants;
 mod users;
