@@ -3,6 +3,12 @@
 //! each socket authenticates (`auth` → `auth-success`, 16 sockets per
 //! account); against a peer it only connects the namespace.
 //!
+//! The connections open in two waves with the server's RSS read after each:
+//! `kb_per_conn` is the growth over all of them, `kb_per_conn_marginal` the
+//! second wave's alone — the cost of one more connection on a warm server,
+//! without the fixed costs that first use brings (the database connections'
+//! page caches, allocator arenas), which is what projects to more connections.
+//!
 //! Every process here may open at most 20,000 files, so the connections are
 //! spread over child processes (this binary re-executed in a hidden mode, one
 //! line of work per connection on its stdin), and their source addresses
@@ -216,89 +222,58 @@ pub async fn run(a: Args) -> Result<(), String> {
         a.procs
     };
     let per = a.connections.div_ceil(procs).max(1);
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    let chunks: Vec<&[String]> = work.chunks(per).collect();
+    // Two waves: the server's memory is read after each, so that the second
+    // wave's growth is the marginal cost of a connection on a warm server
+    // (fixed costs that first use brings, such as the database connections'
+    // page caches, land in the first wave).
+    let first_wave = chunks.len().div_ceil(2);
     let opening = Instant::now();
-    let mut children = Vec::new();
-    for (k, chunk) in work.chunks(per).enumerate() {
-        let mut proc = tokio::process::Command::new(&exe)
-            .arg("sio-idle-child")
-            .args(["--url", &server.base, "--target", a.target.name()])
-            .args(["--first", &(k * per).to_string()])
-            .args(["--source-addrs", &a.source_addrs.to_string()])
-            .args(["--batch", &a.batch.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot start a child: {e}"))?;
-        let mut stdin = proc.stdin.take().ok_or("child without stdin")?;
-        let stdout = proc.stdout.take().ok_or("child without stdout")?;
-        let mut text = chunk.join("\n");
-        text.push_str("\n\n");
-        stdin
-            .write_all(text.as_bytes())
-            .await
-            .map_err(|e| format!("cannot feed a child: {e}"))?;
-        children.push(Child {
-            proc,
-            stdin,
-            lines: BufReader::new(stdout).lines(),
-        });
+    let mut children = spawn_children(&a, &server, &chunks[..first_wave], 0, per).await?;
+    // CPU while connecting, both waves (not the settling between them).
+    let mut server_cpu = CpuSum::default();
+    let mut client_cpu = CpuSum::default();
+    let meters = |children: &[Child]| {
+        let pids: Vec<u32> = children.iter().filter_map(|c| c.proc.id()).collect();
+        (
+            procstat::CpuMeter::start(a.server_pid.as_slice()),
+            procstat::CpuMeter::start(&pids),
+        )
+    };
+    let (sm, cm) = meters(&children);
+    let (mut connected, mut failed) = wait_ready(&mut children).await?;
+    server_cpu.add(&sm);
+    client_cpu.add(&cm);
+    let mut connect_secs = opening.elapsed().as_secs_f64();
+    let mut mid = None;
+    let mut second = Vec::new();
+    if first_wave < chunks.len() {
+        tokio::time::sleep(Duration::from_secs(a.settle)).await;
+        mid = a.server_pid.and_then(procstat::rss_bytes);
+        let opening = Instant::now();
+        second = spawn_children(&a, &server, &chunks[first_wave..], first_wave, per).await?;
+        let (sm, cm) = meters(&second);
+        let (c, f) = wait_ready(&mut second).await?;
+        server_cpu.add(&sm);
+        client_cpu.add(&cm);
+        connected += c;
+        failed += f;
+        connect_secs += opening.elapsed().as_secs_f64();
     }
-    let client_pids: Vec<u32> = children.iter().filter_map(|c| c.proc.id()).collect();
-    let server_cpu = procstat::CpuMeter::start(a.server_pid.as_slice());
-    let client_cpu = procstat::CpuMeter::start(&client_pids);
-    let (mut connected, mut failed) = (0usize, 0usize);
-    for c in &mut children {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(900), c.lines.next_line())
-                .await
-                .map_err(|_| "a child did not finish connecting in 15 minutes")?
-                .map_err(|e| e.to_string())?
-                .ok_or("a child exited before it was ready")?;
-            if let Some(e) = line.strip_prefix("ERROR ") {
-                eprintln!("connection failed: {e}");
-            } else if let Some(r) = line.strip_prefix("READY ") {
-                for kv in r.split(' ') {
-                    match kv.split_once('=') {
-                        Some(("connected", v)) => connected += v.parse::<usize>().unwrap_or(0),
-                        Some(("failed", v)) => failed += v.parse::<usize>().unwrap_or(0),
-                        _ => {}
-                    }
-                }
-                break;
-            }
-        }
-    }
-    let connect_secs = opening.elapsed().as_secs_f64();
     let (server_cpu, client_cpu) = (server_cpu.fraction(), client_cpu.fraction());
     println!(
-        "connected       {connected} (failed {failed}) in {connect_secs:.1} s over {} processes",
-        children.len()
+        "connected       {connected} (failed {failed}) in {connect_secs:.1} s over {} processes, in two waves",
+        children.len() + second.len()
     );
     // Let allocations settle, then read the server's memory.
     tokio::time::sleep(Duration::from_secs(a.settle)).await;
     let after = a.server_pid.and_then(procstat::rss_bytes);
     // Connections the server closed since (e.g. as slow consumers) are not
     // held: count what is still open.
-    let mut alive = 0usize;
-    for c in &mut children {
-        c.stdin
-            .write_all(b"count\n")
-            .await
-            .map_err(|e| format!("cannot ask a child: {e}"))?;
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), c.lines.next_line())
-                .await
-                .map_err(|_| "a child did not answer `count`")?
-                .map_err(|e| e.to_string())?
-                .ok_or("a child exited early")?;
-            if let Some(n) = line.strip_prefix("ALIVE ") {
-                alive += n.parse::<usize>().unwrap_or(0);
-                break;
-            }
-        }
-    }
+    let alive_first = count_alive(&mut children).await?;
+    let alive_second = count_alive(&mut second).await?;
+    let alive = alive_first + alive_second;
+    children.append(&mut second);
     if alive < connected {
         println!(
             "closed          {} connections were closed by the server after connecting",
@@ -308,6 +283,12 @@ pub async fn run(a: Args) -> Result<(), String> {
     let per_conn = match (before, after) {
         (Some(b), Some(af)) if alive > 0 => {
             Some(af.saturating_sub(b) as f64 / alive as f64 / 1024.0)
+        }
+        _ => None,
+    };
+    let marginal = match (mid, after) {
+        (Some(m), Some(af)) if alive_second > 0 => {
+            Some(af.saturating_sub(m) as f64 / alive_second as f64 / 1024.0)
         }
         _ => None,
     };
@@ -327,6 +308,12 @@ pub async fn run(a: Args) -> Result<(), String> {
     }
     if let Some(p) = per_conn {
         println!("per connection  {p:.2} KB (over the {alive} still open)");
+    }
+    if let (Some(m), Some(p)) = (marginal, mid) {
+        println!(
+            "marginal        {m:.2} KB per connection of the second wave ({alive_second} open; {:.1} MiB after the first)",
+            mib(p)
+        );
     }
     let client_rss: u64 = children
         .iter()
@@ -348,7 +335,9 @@ pub async fn run(a: Args) -> Result<(), String> {
     s.num("connect_s", connect_secs, 1)
         .opt("rss_before_mib", before.map(mib), 1)
         .opt("rss_after_mib", after.map(mib), 1)
+        .opt("rss_mid_mib", mid.map(mib), 1)
         .opt("kb_per_conn", per_conn, 2)
+        .opt("kb_per_conn_marginal", marginal, 2)
         .num("client_rss_mib", mib(client_rss), 1)
         .opt("server_cpu_pct", server_cpu.map(|c| c * 100.0), 0)
         .opt("client_cpu_pct", client_cpu.map(|c| c * 100.0), 0);
@@ -363,4 +352,117 @@ pub async fn run(a: Args) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// CPU seconds over several measured windows.
+#[derive(Default)]
+struct CpuSum {
+    cpu: f64,
+    wall: f64,
+    read: bool,
+}
+
+impl CpuSum {
+    fn add(&mut self, m: &procstat::CpuMeter) {
+        if let Some((cpu, wall)) = m.used() {
+            self.cpu += cpu;
+            self.wall += wall;
+            self.read = true;
+        }
+    }
+
+    /// CPU seconds per wall second over the windows added.
+    fn fraction(&self) -> Option<f64> {
+        self.read.then(|| self.cpu / self.wall.max(1e-3))
+    }
+}
+
+/// Starts one child per chunk of work lines (`first`: the index of the first
+/// chunk, for the children's global connection numbers).
+async fn spawn_children(
+    a: &Args,
+    server: &Server,
+    chunks: &[&[String]],
+    first: usize,
+    per: usize,
+) -> Result<Vec<Child>, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find myself: {e}"))?;
+    let mut children = Vec::new();
+    for (k, chunk) in chunks.iter().enumerate() {
+        let mut proc = tokio::process::Command::new(&exe)
+            .arg("sio-idle-child")
+            .args(["--url", &server.base, "--target", a.target.name()])
+            .args(["--first", &((first + k) * per).to_string()])
+            .args(["--source-addrs", &a.source_addrs.to_string()])
+            .args(["--batch", &a.batch.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start a child: {e}"))?;
+        let mut stdin = proc.stdin.take().ok_or("child without stdin")?;
+        let stdout = proc.stdout.take().ok_or("child without stdout")?;
+        let mut text = chunk.join("\n");
+        text.push_str("\n\n");
+        stdin
+            .write_all(text.as_bytes())
+            .await
+            .map_err(|e| format!("cannot feed a child: {e}"))?;
+        children.push(Child {
+            proc,
+            stdin,
+            lines: BufReader::new(stdout).lines(),
+        });
+    }
+    Ok(children)
+}
+
+/// Waits for every child's `READY`: (connected, failed) summed.
+async fn wait_ready(children: &mut [Child]) -> Result<(usize, usize), String> {
+    let (mut connected, mut failed) = (0usize, 0usize);
+    for c in children {
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(900), c.lines.next_line())
+                .await
+                .map_err(|_| "a child did not finish connecting in 15 minutes")?
+                .map_err(|e| e.to_string())?
+                .ok_or("a child exited before it was ready")?;
+            if let Some(e) = line.strip_prefix("ERROR ") {
+                eprintln!("connection failed: {e}");
+            } else if let Some(r) = line.strip_prefix("READY ") {
+                for kv in r.split(' ') {
+                    match kv.split_once('=') {
+                        Some(("connected", v)) => connected += v.parse::<usize>().unwrap_or(0),
+                        Some(("failed", v)) => failed += v.parse::<usize>().unwrap_or(0),
+                        _ => {}
+                    }
+                }
+                break;
+            }
+        }
+    }
+    Ok((connected, failed))
+}
+
+/// The connections the children still hold.
+async fn count_alive(children: &mut [Child]) -> Result<usize, String> {
+    let mut alive = 0usize;
+    for c in children {
+        c.stdin
+            .write_all(b"count\n")
+            .await
+            .map_err(|e| format!("cannot ask a child: {e}"))?;
+        loop {
+            let line = tokio::time::timeout(Duration::from_secs(30), c.lines.next_line())
+                .await
+                .map_err(|_| "a child did not answer `count`")?
+                .map_err(|e| e.to_string())?
+                .ok_or("a child exited early")?;
+            if let Some(n) = line.strip_prefix("ALIVE ") {
+                alive += n.parse::<usize>().unwrap_or(0);
+                break;
+            }
+        }
+    }
+    Ok(alive)
 }

@@ -45,6 +45,12 @@ impl CpuMeter {
     /// CPU seconds per wall second since [`CpuMeter::start`]; `None` when no
     /// process could be read.
     pub fn fraction(&self) -> Option<f64> {
+        self.used().map(|(cpu, wall)| cpu / wall.max(1e-3))
+    }
+
+    /// CPU seconds used and wall seconds passed since [`CpuMeter::start`];
+    /// `None` when no process could be read.
+    pub fn used(&self) -> Option<(f64, f64)> {
         if self.start.is_empty() {
             return None;
         }
@@ -53,6 +59,6 @@ impl CpuMeter {
             .iter()
             .map(|&(p, c0)| cpu_seconds(p).map_or(0.0, |c| c - c0))
             .sum();
-        Some(used / self.since.elapsed().as_secs_f64().max(1e-3))
+        Some((used, self.since.elapsed().as_secs_f64()))
     }
 }
