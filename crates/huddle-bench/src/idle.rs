@@ -193,6 +193,18 @@ struct Child {
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
+impl Child {
+    /// The child's next line, within `wait`; `late` and `gone` name what
+    /// went wrong otherwise.
+    async fn line(&mut self, wait: Duration, late: &str, gone: &str) -> Result<String, String> {
+        tokio::time::timeout(wait, self.lines.next_line())
+            .await
+            .map_err(|_| late.to_owned())?
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| gone.to_owned())
+    }
+}
+
 pub async fn run(a: Args) -> Result<(), String> {
     let server = Server::resolve(&a.url).await?;
     let started = Instant::now();
@@ -422,11 +434,13 @@ async fn wait_ready(children: &mut [Child]) -> Result<(usize, usize), String> {
     let (mut connected, mut failed) = (0usize, 0usize);
     for c in children {
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(900), c.lines.next_line())
-                .await
-                .map_err(|_| "a child did not finish connecting in 15 minutes")?
-                .map_err(|e| e.to_string())?
-                .ok_or("a child exited before it was ready")?;
+            let line = c
+                .line(
+                    Duration::from_secs(900),
+                    "a child did not finish connecting in 15 minutes",
+                    "a child exited before it was ready",
+                )
+                .await?;
             if let Some(e) = line.strip_prefix("ERROR ") {
                 eprintln!("connection failed: {e}");
             } else if let Some(r) = line.strip_prefix("READY ") {
@@ -453,11 +467,13 @@ async fn count_alive(children: &mut [Child]) -> Result<usize, String> {
             .await
             .map_err(|e| format!("cannot ask a child: {e}"))?;
         loop {
-            let line = tokio::time::timeout(Duration::from_secs(30), c.lines.next_line())
-                .await
-                .map_err(|_| "a child did not answer `count`")?
-                .map_err(|e| e.to_string())?
-                .ok_or("a child exited early")?;
+            let line = c
+                .line(
+                    Duration::from_secs(30),
+                    "a child did not answer `count`",
+                    "a child exited early",
+                )
+                .await?;
             if let Some(n) = line.strip_prefix("ALIVE ") {
                 alive += n.parse::<usize>().unwrap_or(0);
                 break;

@@ -133,8 +133,10 @@ pub struct QueueFull;
 /// What the hub needs from a transport's connection.
 pub trait Connection: Send + Sync + 'static {
     fn id(&self) -> &ConnId;
-    /// Queues a frame without blocking. `Err(QueueFull)` when the bounded
-    /// queue is full (or the connection is already gone).
+    /// Queues a frame without blocking. `Err(QueueFull)` only when the
+    /// bounded queue is full; a connection already closing takes the frame
+    /// and writes nothing (its cleanup unregisters it), so it is never
+    /// counted as a slow consumer.
     fn send(&self, frame: &Frame) -> Result<(), QueueFull>;
     /// Closes the connection with a reason. Idempotent.
     fn close(&self, reason: DisconnectReason);

@@ -20,8 +20,6 @@ use futures::task::AtomicWaker;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use huddle_core::QueueFull;
-
 use crate::packet::{self, Kind};
 use crate::server::Inner;
 use crate::socket::{Event, Reason, Socket};
@@ -55,6 +53,15 @@ impl CloseReason {
 pub(crate) const POLLING: u8 = 0;
 pub(crate) const UPGRADING: u8 = 1;
 pub(crate) const WEBSOCKET: u8 = 2;
+
+/// Why [`EngineConn::push`] did not queue a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// The queue is at its bound: the client is not keeping up.
+    Full,
+    /// The session is closing: it writes nothing more.
+    Closed,
+}
 
 #[derive(Default)]
 struct Outbox {
@@ -133,12 +140,14 @@ impl EngineConn {
     }
 
     /// Queues a packet. `force` lets a control packet past the bound.
-    pub fn push(&self, packet: Utf8Bytes, force: bool) -> Result<(), QueueFull> {
+    pub fn push(&self, packet: Utf8Bytes, force: bool) -> Result<(), Refused> {
         let mut out = lock(&self.out);
+        if out.closed.is_some() {
+            return Err(Refused::Closed);
+        }
         let was_empty = out.queue.is_empty();
-        let full = !was_empty && out.bytes + packet.len() > self.server.cfg.outbound_queue_bytes;
-        if out.closed.is_some() || (!force && full) {
-            return Err(QueueFull);
+        if !force && !was_empty && out.bytes + packet.len() > self.server.cfg.outbound_queue_bytes {
+            return Err(Refused::Full);
         }
         out.bytes += packet.len();
         out.queue.push_back(packet);

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use huddle_core::{ConnId, Connection, DisconnectReason, Frame, QueueFull};
 
-use crate::engine::{CloseReason, EngineConn};
+use crate::engine::{CloseReason, EngineConn, Refused};
 use crate::packet;
 
 /// Why a socket left its namespace (what the handler's `disconnect` hears).
@@ -154,8 +154,11 @@ impl Socket {
     }
 
     fn push(&self, text: String) -> Result<(), QueueFull> {
-        self.conn.push(text.into(), false).inspect_err(|_| {
-            self.conn.close(CloseReason::SlowConsumer);
+        self.conn.push(text.into(), false).map_err(|refused| {
+            if refused == Refused::Full {
+                self.conn.close(CloseReason::SlowConsumer);
+            }
+            QueueFull
         })
     }
 
@@ -195,12 +198,18 @@ impl Connection for Socket {
         &self.id
     }
 
-    /// Queues the frame's Socket.IO packet, encoded once per frame and namespace.
+    /// Queues the frame's Socket.IO packet, encoded once per frame and
+    /// namespace. Only a full queue is refused (the hub closes a slow
+    /// consumer); a closing session takes nothing more and its cleanup
+    /// leaves the hub, so it is not counted as slow.
     fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
         let text: axum::extract::ws::Utf8Bytes = frame.wire(&self.ns, |f| {
             packet::event(&self.ns, &f.event, f.payload.get()).into()
         });
-        self.conn.push(text, false)
+        match self.conn.push(text, false) {
+            Err(Refused::Full) => Err(QueueFull),
+            Ok(()) | Err(Refused::Closed) => Ok(()),
+        }
     }
 
     fn close(&self, reason: DisconnectReason) {

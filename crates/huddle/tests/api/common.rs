@@ -213,6 +213,18 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Sends a request with an optional bearer token and JSON body.
     pub async fn call(
         &self,

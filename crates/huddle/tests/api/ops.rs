@@ -21,15 +21,7 @@ async fn health_ready_metrics(engine: Engine) {
     );
     app.signup("Ann").await;
     let _ = app.call(Method::GET, "/no/such/route", None, None).await;
-    let text = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let text = app.metrics().await;
     for needle in [
         "huddle_http_requests_total{method=\"POST\",route=\"/api/auth/signup\",status=\"201\"} 1",
         "huddle_http_requests_total{method=\"GET\",route=\"unmatched\",status=\"404\"} 1",

@@ -44,15 +44,7 @@ async fn a_subscriber_that_stops_reading_is_disconnected_as_slow_and_counted(eng
             "64 MiB published and the client that reads nothing is still subscribed"
         );
     }
-    let metrics = app
-        .http
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("huddle_slow_consumer_disconnects_total 1\n"),
         "one slow consumer counted:\n{metrics}"
