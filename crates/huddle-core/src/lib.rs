@@ -13,6 +13,7 @@ pub mod bus;
 pub mod hub;
 pub mod presence;
 pub mod rate;
+pub mod refusals;
 
 pub use bus::{
     as_subscriber, Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic,
@@ -20,3 +21,4 @@ pub use bus::{
 pub use hub::{ConnId, Connection, DisconnectReason, Frame, Hub, QueueFull};
 pub use presence::{Device, MediaState, OnlineStatus, Presence, PresenceError};
 pub use rate::TokenBucket;
+pub use refusals::{Refusal, Refusals};

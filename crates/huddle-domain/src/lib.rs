@@ -152,6 +152,7 @@ pub struct Domain {
     presence: Arc<huddle_core::Presence>,
     invites: invites::Invites,
     comet: comet::CometState,
+    refusals: Arc<huddle_core::Refusals>,
 }
 
 /// Most keys each sign-in limiter tracks (memory bound).
@@ -177,6 +178,7 @@ impl Domain {
             )),
             invites: invites::Invites::new(cfg.realtime.max_pending_invites),
             comet: comet::CometState::default(),
+            refusals: Arc::default(),
             db,
             bus,
             cfg,
@@ -186,6 +188,12 @@ impl Domain {
     /// Who is connected, from which device, in which call.
     pub fn presence(&self) -> &Arc<huddle_core::Presence> {
         &self.presence
+    }
+
+    /// The node's refusal counters, shared by every front door
+    /// (`huddle_refused_total{reason}`).
+    pub fn refusals(&self) -> &Arc<huddle_core::Refusals> {
+        &self.refusals
     }
 
     /// The real-time settings.

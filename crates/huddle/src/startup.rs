@@ -183,6 +183,14 @@ fn spawn_session_sweeper(
     })
 }
 
+struct RefusalMetrics(Arc<huddle_core::Refusals>);
+
+impl MetricsSource for RefusalMetrics {
+    fn render(&self, out: &mut String) {
+        self.0.render(out);
+    }
+}
+
 struct UsersSocketMetrics(Arc<UsersSocket>);
 
 impl MetricsSource for UsersSocketMetrics {
@@ -322,6 +330,7 @@ impl Application {
                 Some(bind(addr).map_err(|source| StartupError::Bind { addr, source })?)
             }
         };
+        let refusals = domain.refusals().clone();
         let state = AppState {
             domain,
             metrics: Arc::default(),
@@ -330,6 +339,7 @@ impl Application {
                 Arc::new(RealtimeMetrics(realtime.clone())),
                 Arc::new(CometMetrics(comet.clone())),
                 Arc::new(UsersSocketMetrics(users_socket.clone())),
+                Arc::new(RefusalMetrics(refusals)),
             ]),
             comet: Some(comet.clone()),
         };
