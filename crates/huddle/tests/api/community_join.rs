@@ -12,9 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::both_engines;
 use crate::common::{spawn_app_with, Engine, TestApp, TestUser};
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A Socket.IO client in one community namespace (just enough of the protocol).
 struct Commu {
