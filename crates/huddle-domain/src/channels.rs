@@ -17,6 +17,15 @@ use crate::{
 /// Most users named in one channel creation or member addition.
 const MAX_USERS_PER_CALL: usize = 1000;
 
+/// The answer of [`Domain::readable_channels_in`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChannelSelection {
+    /// `(as sent, canonical id)` of each channel the caller may read.
+    pub readable: Vec<(String, String)>,
+    /// As sent: ids that are no UUID, unknown, of another workspace or unreadable.
+    pub refused: Vec<String>,
+}
+
 /// A new channel.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -116,6 +125,71 @@ impl Domain {
         self.channel_view_in(caller, channel_id, Some(workspace_id))
             .await
             .map(drop)
+    }
+
+    /// Which of `ids` (as a client sent them) the caller may read in
+    /// `workspace_id`, in one query whatever their number: the rule of
+    /// [`ChannelAccess::can_see`], and the channel must belong to the workspace.
+    /// Each id is answered once, in the order sent (a repeat, also in another
+    /// spelling of the same UUID, is dropped); an id that is not a UUID is
+    /// refused without asking the database. The caller bounds `ids`.
+    pub async fn readable_channels_in(
+        &self,
+        caller: &Caller,
+        workspace_id: &str,
+        ids: &[&str],
+    ) -> DomainResult<ChannelSelection> {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let mut wanted: Vec<(String, String)> = Vec::with_capacity(ids.len());
+        let mut refused = Vec::new();
+        for raw in ids {
+            match uuid::Uuid::parse_str(raw) {
+                Ok(u) => {
+                    let id = u.to_string();
+                    if seen.insert(id.clone()) {
+                        wanted.push(((*raw).to_owned(), id));
+                    }
+                }
+                Err(_) => {
+                    if seen.insert((*raw).to_owned()) {
+                        refused.push((*raw).to_owned());
+                    }
+                }
+            }
+        }
+        let canonical: Vec<String> = wanted.iter().map(|(_, id)| id.clone()).collect();
+        let rows = self
+            .db
+            .channels_with_roles_in(workspace_id, &caller.user_id, &canonical)
+            .await?;
+        let readable: std::collections::HashSet<String> = rows
+            .into_iter()
+            .filter(|(channel, workspace_role, channel_role)| {
+                let grant = huddle_store::ChannelGrant {
+                    user_id: &caller.user_id,
+                    workspace_id: &channel.workspace_id,
+                    is_private: channel.is_private,
+                    creator_id: &channel.creator_id,
+                    workspace_role: workspace_role.as_deref(),
+                    channel_role: channel_role.as_deref(),
+                };
+                // A role that does not parse reads nothing.
+                matches!(ChannelAccess::from_grant(&grant), Ok(Some(a)) if a.can_see())
+            })
+            .map(|(channel, _, _)| channel.id)
+            .collect();
+        let mut selection = ChannelSelection {
+            readable: Vec::new(),
+            refused,
+        };
+        for (raw, id) in wanted {
+            if readable.contains(&id) {
+                selection.readable.push((raw, id));
+            } else {
+                selection.refused.push(raw);
+            }
+        }
+        Ok(selection)
     }
 
     /// What `user_id` is to `channel` (`None`: not a workspace member). Used by

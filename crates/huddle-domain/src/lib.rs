@@ -28,7 +28,7 @@ use huddle_core::Bus;
 use huddle_store::Db;
 
 pub use accounts::{ProfileUpdate, SignupInput};
-pub use channels::{ChannelUpdate, NewChannel};
+pub use channels::{ChannelSelection, ChannelUpdate, NewChannel};
 pub use error::{DomainError, DomainResult};
 pub use events::DomainEvent;
 pub use model::OnlineStatus;
@@ -78,8 +78,13 @@ pub struct RealtimeConfig {
     pub grace_period_in_call: Duration,
     /// An invite needing a response gets `no-response` after this (40 s).
     pub invite_timeout: Duration,
-    /// Live connections per user (16).
+    /// Live connections per user and protocol (16): workspace sockets of
+    /// namespace `/` (devices, those in their grace period included) and
+    /// community sockets (all community namespaces together) are counted
+    /// separately.
     pub max_connections_per_user: usize,
+    /// Channel ids one community `join` may name (100); more is refused whole.
+    pub max_join_channels: usize,
     /// Pending invites kept in memory (10,000); more are refused.
     pub max_pending_invites: usize,
 }
@@ -92,6 +97,7 @@ impl Default for RealtimeConfig {
             grace_period_in_call: Duration::from_secs(60),
             invite_timeout: Duration::from_secs(40),
             max_connections_per_user: 16,
+            max_join_channels: 100,
             max_pending_invites: 10_000,
         }
     }

@@ -174,7 +174,14 @@ impl Domain {
                     media: MediaState::default(),
                     grace_until: None,
                 };
-                if let Some(agg) = self.presence.attach(device).map_err(presence_error)? {
+                let attached = self.presence.attach(device).map_err(|e| {
+                    if matches!(e, PresenceError::TooManyConnections(_)) {
+                        self.refusals
+                            .count(huddle_core::Refusal::ConnectionsPerUser);
+                    }
+                    presence_error(e)
+                })?;
+                if let Some(agg) = attached {
                     self.status_changed(&caller.user_id, agg).await?;
                 }
                 (false, None)

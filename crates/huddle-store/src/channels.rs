@@ -73,6 +73,49 @@ impl Db {
         )))
     }
 
+    /// Most ids [`Db::channels_with_roles_in`] binds in one query (each is a
+    /// bound parameter; both engines allow far more).
+    pub const MAX_CHANNELS_PER_QUERY: usize = 500;
+
+    /// The channels among `ids` that belong to `workspace_id`, each with what
+    /// `user_id` is to it (as [`Db::channel_with_roles`]): one query per
+    /// [`Db::MAX_CHANNELS_PER_QUERY`] ids. Ids of other workspaces and unknown
+    /// ids yield no row, duplicates no extra row; nothing here decides who may
+    /// read what.
+    pub async fn channels_with_roles_in(
+        &self,
+        workspace_id: &str,
+        user_id: &str,
+        ids: &[String],
+    ) -> Result<Vec<(ChannelRecord, Option<String>, Option<String>)>, StoreError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(Self::MAX_CHANNELS_PER_QUERY) {
+            // `$3, $4, ...`: one placeholder per id (the `Any` driver binds no arrays).
+            let list = (0..chunk.len())
+                .map(|i| format!("${}", i + 3))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql = format!(
+                "SELECT c.*, wm.role AS workspace_role, cm.role AS channel_role FROM channels c
+                 LEFT JOIN workspace_members wm ON wm.workspace_id = c.workspace_id AND wm.user_id = $2
+                 LEFT JOIN channel_members cm ON cm.channel_id = c.id AND cm.user_id = $2
+                 WHERE c.workspace_id = $1 AND c.id IN ({list})"
+            );
+            let mut q = sqlx::query(&sql).bind(workspace_id).bind(user_id);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                out.push((
+                    ChannelRecord::from_row(&row)?,
+                    row.try_get("workspace_role")?,
+                    row.try_get("channel_role")?,
+                ));
+            }
+        }
+        Ok(out)
+    }
+
     /// Channels of a workspace that `user_id` can see: those they are an explicit
     /// member of, plus every public one when `sees_public`.
     pub async fn channels_visible_to(

@@ -222,8 +222,13 @@ pub struct LimitsConfig {
     pub signin_ip_window: Duration,
     /// Largest inbound socket message in bytes; larger closes the connection. Default 65536.
     pub max_message_bytes: u64,
-    /// Live socket connections per user. Default 16.
+    /// Live socket connections per user and protocol: Socket.IO namespace `/`
+    /// (workspace sockets) and the community namespaces (all together) are
+    /// counted separately; comet has `comet.max_connections_per_user`. Default 16.
     pub max_connections_per_user: usize,
+    /// Channel ids one community `join` may name; a larger `join` is refused
+    /// whole (at most 500). Default 100.
+    pub max_join_channels: usize,
     /// Outbound queue per socket, in bytes of queued messages (as Centrifugo's
     /// `client_queue_max_size`); a full queue disconnects the client as a slow
     /// consumer. Default 1 MiB.
@@ -308,6 +313,7 @@ impl Default for LimitsConfig {
             signin_ip_window: Duration::from_secs(60),
             max_message_bytes: 64 * 1024,
             max_connections_per_user: 16,
+            max_join_channels: 100,
             outbound_queue_bytes: 1 << 20,
             socket_events_per_sec: 50,
             socket_events_burst: 100,
@@ -495,6 +501,9 @@ impl Config {
         }
         if self.limits.max_connections_per_user == 0 {
             return invalid("limits.max_connections_per_user", "must be at least 1");
+        }
+        if !(1..=500).contains(&self.limits.max_join_channels) {
+            return invalid("limits.max_join_channels", "must be between 1 and 500");
         }
         if self.limits.chat_content_chars == 0 {
             return invalid("limits.chat_content_chars", "must be at least 1");

@@ -97,6 +97,7 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
         grace_period_in_call: config.realtime.grace_period_in_call,
         invite_timeout: config.realtime.invite_timeout,
         max_connections_per_user: config.limits.max_connections_per_user,
+        max_join_channels: config.limits.max_join_channels,
         ..RealtimeConfig::default()
     };
     d.chat_content_chars = config.limits.chat_content_chars;

@@ -7,21 +7,19 @@
 //! namespace wherever they connected. Topics are `commu-*`, separate from the
 //! workspace namespace's, so the two APIs never see each other's events.
 
-use std::sync::{Arc, Weak};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::http::HeaderName;
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
 
-use huddle_core::{Connection, DisconnectReason, Frame, Topic};
+use huddle_core::{ConnId, Connection, DisconnectReason, Frame, Refusal, Topic};
 use huddle_domain::{Caller, DomainError, DomainEvent, DomainResult};
 use huddle_sio::{Event, Handler, Reason, Socket};
 
 use super::workspace_ns::message;
 use super::Realtime;
-
-/// Channels one `join` may name.
-const MAX_JOIN: usize = 1000;
 
 /// Handshake headers that may carry the token (kept by the transport).
 pub(crate) const HANDSHAKE_HEADERS: [HeaderName; 2] = [
@@ -52,6 +50,72 @@ pub(crate) struct CommuCtx {
     pub workspace_id: String,
 }
 
+/// The authenticated community sockets and how many each user has, for
+/// `limits.max_connections_per_user`. Community sockets are counted apart from
+/// the workspace sockets of namespace `/` (a separate API, as comet is): a
+/// user has at most that many of each. One std `Mutex`, never held across
+/// `.await`; a user's count leaves the map with their last socket.
+#[derive(Default)]
+pub(crate) struct CommuSockets {
+    inner: Mutex<CommuInner>,
+}
+
+#[derive(Default)]
+struct CommuInner {
+    sockets: HashMap<ConnId, CommuCtx>,
+    per_user: HashMap<String, usize>,
+}
+
+impl CommuSockets {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CommuInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Option<CommuCtx> {
+        self.lock().sockets.get(id).cloned()
+    }
+
+    /// Adds an authenticated socket, unless its user already has `max`.
+    pub(crate) fn insert(&self, id: ConnId, ctx: CommuCtx, max: usize) -> Result<(), ()> {
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        if inner.sockets.contains_key(&id) {
+            return Ok(());
+        }
+        let n = inner
+            .per_user
+            .entry(ctx.caller.user_id.clone())
+            .or_default();
+        if *n >= max {
+            if *n == 0 {
+                inner.per_user.remove(&ctx.caller.user_id);
+            }
+            return Err(());
+        }
+        *n += 1;
+        inner.sockets.insert(id, ctx);
+        Ok(())
+    }
+
+    /// Forgets a socket and frees its user's slot; `None` if it was not here.
+    pub(crate) fn remove(&self, id: &str) -> Option<CommuCtx> {
+        let mut inner = self.lock();
+        let ctx = inner.sockets.remove(id)?;
+        if let Some(n) = inner.per_user.get_mut(&ctx.caller.user_id) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                inner.per_user.remove(&ctx.caller.user_id);
+            }
+        }
+        Some(ctx)
+    }
+
+    /// Authenticated community sockets.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().sockets.len()
+    }
+}
+
 /// The handler of the namespaces `/socket/{name}`.
 pub(crate) struct CommunityNs(pub Weak<Realtime>);
 
@@ -65,7 +129,7 @@ impl Handler for CommunityNs {
         let rt = self.0.upgrade();
         Box::pin(async move {
             let rt = rt.ok_or_else(|| "Server is shutting down".to_owned())?;
-            handshake(rt, socket, auth).await.map_err(str::to_owned)
+            handshake(rt, socket, auth).await
         })
     }
 
@@ -95,7 +159,7 @@ impl Handler for CommunityNs {
             if let Some(rt) = rt {
                 let id = socket.id();
                 rt.forget_bucket(id);
-                rt.take_commu(id);
+                rt.commu.remove(id);
                 rt.hub.unregister(id);
             }
         })
@@ -116,13 +180,13 @@ async fn handshake(
     rt: Arc<Realtime>,
     socket: Arc<Socket>,
     auth: Option<Value>,
-) -> Result<(), &'static str> {
+) -> Result<(), String> {
     let Some(ws) = socket
         .ns()
         .strip_prefix("/socket/commu-")
         .map(str::to_owned)
     else {
-        return Err("Forbidden");
+        return Err("Forbidden".into());
     };
     let token = token_of(&socket, auth.as_ref()).ok_or("Unauthorized")?;
     let caller = rt.domain.community_auth(&token, &ws).await?;
@@ -130,23 +194,29 @@ async fn handshake(
         .map_err(|_| "Forbidden")?
         .to_string();
     let id = socket.id().clone();
-    let conn: Arc<dyn Connection> = socket;
-    rt.hub.register(conn);
-    for t in [
+    let topics = [
         topic_ws(&ws),
         topic_member(&ws, &caller.user_id),
         topic_user(&caller.user_id),
         topic_session(&caller.session_id),
-    ] {
+    ];
+    // The slot first: a refused socket never reaches the hub.
+    let max = rt.domain.realtime().max_connections_per_user;
+    let ctx = CommuCtx {
+        caller,
+        workspace_id: ws,
+    };
+    if rt.commu.insert(id.clone(), ctx, max).is_err() {
+        rt.domain.refusals().count(Refusal::ConnectionsPerUser);
+        return Err(format!(
+            "Too many connections: at most {max} community sockets per user"
+        ));
+    }
+    let conn: Arc<dyn Connection> = socket;
+    rt.hub.register(conn);
+    for t in topics {
         rt.hub.join(&id, t);
     }
-    rt.set_commu(
-        id,
-        CommuCtx {
-            caller,
-            workspace_id: ws,
-        },
-    );
     Ok(())
 }
 
@@ -236,7 +306,8 @@ fn rate_limited() -> DomainError {
 }
 
 fn ctx(rt: &Realtime, id: &str) -> DomainResult<CommuCtx> {
-    rt.commu(id)
+    rt.commu
+        .get(id)
         .ok_or(DomainError::Unauthorized("Unauthorized"))
 }
 
@@ -253,6 +324,9 @@ async fn channel_here(rt: &Realtime, c: &CommuCtx, channel_id: &str) -> DomainRe
         .await
 }
 
+/// Joins the calling socket to the channels it names that it may read here:
+/// one query whatever their number, at most `limits.max_join_channels` ids
+/// (more is refused whole, counted as `join_too_large`).
 async fn join(
     rt: &Realtime,
     id: &str,
@@ -266,25 +340,35 @@ async fn join(
         .ok_or_else(|| {
             DomainError::invalid("channels", "channels must be an array of channel ids")
         })?;
-    if channels.len() > MAX_JOIN {
+    let max = rt.domain.realtime().max_join_channels;
+    if channels.len() > max {
+        rt.domain.refusals().count(Refusal::JoinTooLarge);
         return Err(DomainError::invalid(
             "channels",
-            format!("at most {MAX_JOIN} channels per join"),
+            format!("at most {max} channels per join"),
         ));
     }
-    let (mut joined, mut refused) = (Vec::new(), Vec::new());
-    for raw in channels {
-        let Some(ch) = raw.as_str() else {
-            refused.push(raw.to_string());
-            continue;
-        };
-        if channel_here(rt, &c, ch).await.is_ok() {
-            rt.hub.join(id, topic_channel(ch));
-            joined.push(ch.to_owned());
-        } else {
-            refused.push(ch.to_owned());
-        }
+    let mut refused: Vec<String> = Vec::new();
+    let ids: Vec<&str> = channels
+        .iter()
+        .filter_map(|raw| {
+            let s = raw.as_str();
+            if s.is_none() {
+                refused.push(raw.to_string());
+            }
+            s
+        })
+        .collect();
+    let selection = rt
+        .domain
+        .readable_channels_in(&c.caller, &c.workspace_id, &ids)
+        .await?;
+    let mut joined = Vec::with_capacity(selection.readable.len());
+    for (raw, channel) in selection.readable {
+        rt.hub.join(id, topic_channel(&channel));
+        joined.push(raw);
     }
+    refused.extend(selection.refused);
     Ok((joined, refused))
 }
 
@@ -378,7 +462,7 @@ impl Realtime {
 
     fn close_commu_topic(&self, topic: &Topic, reason: DisconnectReason) {
         for id in self.hub.subscribers(topic) {
-            self.take_commu(&id);
+            self.commu.remove(&id);
             if let Some(conn) = self.hub.connection(&id) {
                 self.hub.unregister(&id);
                 conn.close(reason);

@@ -132,16 +132,10 @@ impl Realtime {
             | DomainEvent::CometPipe { .. }
             | DomainEvent::CometUserMessage { .. } => {}
             DomainEvent::SessionEnded { session_id, .. } => {
-                for id in self.hub.subscribers(&topic_session(&session_id)) {
-                    self.forget(&id).await?;
-                }
-                self.close_topic(&topic_session(&session_id), DisconnectReason::SessionEnded);
+                self.close_forgotten(&topic_session(&session_id)).await;
             }
             DomainEvent::AccountRemoved { user_id, .. } => {
-                for id in self.hub.subscribers(&topic_user(&user_id)) {
-                    self.forget(&id).await?;
-                }
-                self.close_topic(&topic_user(&user_id), DisconnectReason::SessionEnded);
+                self.close_forgotten(&topic_user(&user_id)).await;
             }
             DomainEvent::UserUpdated {
                 user_id,
@@ -193,9 +187,9 @@ impl Realtime {
                     "workspace-deleted",
                     &json!({ "workspaceId": workspace_id }),
                 );
-                for id in self.hub.subscribers(&topic) {
-                    self.hub.leave_all(&id);
-                }
+                // Its sockets are bound to a workspace that is gone: closed,
+                // as those of a departed member (below).
+                self.close_forgotten(&topic).await;
             }
             DomainEvent::MemberJoined {
                 workspace_id,
@@ -222,10 +216,12 @@ impl Realtime {
                         &json!({ "workspaceId": workspace_id }),
                     );
                 }
-                // From now on these sockets get nothing of this workspace.
-                for id in self.hub.subscribers(&member) {
-                    self.hub.leave_all(&id);
-                }
+                // A socket of `/` is bound to one workspace: its user no longer
+                // being a member, it is closed (after the notice queued above),
+                // as the community sockets are. Merely unsubscribed, it stayed
+                // authenticated and counted where no later sign-out or account
+                // deletion, addressed by topic, could reach it.
+                self.close_forgotten(&member).await;
                 let payload = json!({ "userId": user_id, "workspaceId": workspace_id });
                 self.emit(
                     &topic_workspace(&workspace_id),
@@ -467,6 +463,16 @@ impl Realtime {
             }
         }
         Ok(())
+    }
+
+    /// Forgets (presence at once) and closes every socket subscribed to `topic`.
+    async fn close_forgotten(&self, topic: &Topic) {
+        for id in self.hub.subscribers(topic) {
+            if let Err(e) = self.forget(&id).await {
+                tracing::error!(socket = %id, error = %e, "socket cleanup failed");
+            }
+        }
+        self.close_topic(topic, DisconnectReason::SessionEnded);
     }
 
     /// Forgets an authenticated socket that the server is about to close.

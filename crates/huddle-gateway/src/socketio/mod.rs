@@ -56,8 +56,8 @@ pub struct Realtime {
     pub(crate) hub: Arc<Hub>,
     /// Authenticated sockets. Std `Mutex`, never held across `.await`.
     sockets: Mutex<HashMap<ConnId, SocketCtx>>,
-    /// Authenticated community-namespace sockets.
-    commu: Mutex<HashMap<ConnId, community_ns::CommuCtx>>,
+    /// Authenticated community-namespace sockets, counted per user.
+    commu: community_ns::CommuSockets,
     /// Inbound rate limit per socket (connected, authenticated or not).
     buckets: Mutex<HashMap<ConnId, TokenBucket>>,
     /// Sockets of namespace `/` not yet authenticated, with their deadline.
@@ -118,7 +118,7 @@ impl Realtime {
                 domain,
                 hub: Arc::new(Hub::new()),
                 sockets: Mutex::default(),
-                commu: Mutex::default(),
+                commu: community_ns::CommuSockets::default(),
                 buckets: Mutex::default(),
                 unauthenticated: Mutex::default(),
                 settings,
@@ -201,28 +201,6 @@ impl Realtime {
             .remove(id);
     }
 
-    pub(crate) fn commu(&self, id: &str) -> Option<community_ns::CommuCtx> {
-        self.commu
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
-    }
-
-    pub(crate) fn set_commu(&self, id: ConnId, ctx: community_ns::CommuCtx) {
-        self.commu
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, ctx);
-    }
-
-    pub(crate) fn take_commu(&self, id: &str) -> Option<community_ns::CommuCtx> {
-        self.commu
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id)
-    }
-
     pub(crate) fn ctx(&self, id: &str) -> Option<SocketCtx> {
         self.sockets
             .lock()
@@ -302,6 +280,11 @@ impl Realtime {
             out,
             "huddle_connections{{protocol=\"socketio\"}} {}",
             self.authenticated()
+        );
+        let _ = writeln!(
+            out,
+            "huddle_connections{{protocol=\"socketio_community\"}} {}",
+            self.commu.len()
         );
         out.push_str("# HELP huddle_socketio_sessions Live Engine.IO sessions (websocket or polling), authenticated or not.\n# TYPE huddle_socketio_sessions gauge\n");
         let _ = writeln!(out, "huddle_socketio_sessions {}", self.sio.sessions());

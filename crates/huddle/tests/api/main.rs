@@ -9,6 +9,7 @@ mod accounts;
 mod bad_input;
 mod channels;
 mod chat;
+mod community_join;
 mod events;
 mod ops;
 mod permissions;
