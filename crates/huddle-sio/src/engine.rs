@@ -605,3 +605,100 @@ fn read_event(data: &str) -> Result<(String, Vec<Value>), &'static str> {
         _ => Err("an event name must be a string"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Config, SioServer};
+    use crate::Handler;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Counts events started, events dropped (cancelled) and malformed answers;
+    /// its `hang` events never complete.
+    #[derive(Default)]
+    struct Hanging {
+        started: AtomicUsize,
+        dropped: AtomicUsize,
+        malformed: AtomicUsize,
+        disconnected: AtomicUsize,
+    }
+
+    struct OnDrop(Arc<Hanging>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct H(Arc<Hanging>);
+    impl Handler for H {
+        fn connect(&self, _: Arc<Socket>, _: Option<Value>) -> BoxFuture<'static, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn event(&self, _: Arc<Socket>, _: Event) -> BoxFuture<'static, ()> {
+            let state = self.0.clone();
+            Box::pin(async move {
+                let _guard = OnDrop(state.clone());
+                state.started.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            })
+        }
+        fn malformed(&self, _: Arc<Socket>, _: Option<u64>, _: &'static str) -> BoxFuture<'static, ()> {
+            self.0.malformed.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+        fn disconnect(&self, _: Arc<Socket>, _: Reason) -> BoxFuture<'static, ()> {
+            let state = self.0.clone();
+            Box::pin(async move {
+                // Yields once: a disconnect handler is never cancelled.
+                tokio::task::yield_now().await;
+                state.disconnected.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+    }
+
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !ok() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    #[tokio::test]
+    async fn handlers_in_flight_are_bounded_and_cancelled_with_the_session() {
+        let state = Arc::new(Hanging::default());
+        let handler: Arc<dyn Handler> = Arc::new(H(state.clone()));
+        let cfg = Config {
+            events_burst: 1000,
+            ..Config::default()
+        };
+        let refusals = cfg.refusals.clone();
+        let server = SioServer::new(cfg, move |_| Some(handler.clone()));
+        let conn = server.inner_for_tests().open(POLLING, Box::new([]));
+        conn.on_text("40").expect("connect");
+        until("the connection", || conn.joined()).await;
+        let extra = 5;
+        for _ in 0..MAX_HANDLERS_IN_FLIGHT as usize + extra {
+            conn.on_text("42[\"hang\"]").expect("event");
+        }
+        let bound = MAX_HANDLERS_IN_FLIGHT as usize;
+        until("the handlers to start", || {
+            state.started.load(Ordering::SeqCst) == bound
+                && state.malformed.load(Ordering::SeqCst) == extra
+        })
+        .await;
+        assert_eq!(refusals.get(Refusal::HandlersInFlight), extra as u64);
+        assert_eq!(state.dropped.load(Ordering::SeqCst), 0);
+        conn.close(CloseReason::TransportClose);
+        until("the handlers to be cancelled", || {
+            state.dropped.load(Ordering::SeqCst) == bound
+                && state.disconnected.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert_eq!(conn.in_flight.load(Ordering::SeqCst), 0);
+    }
+}

@@ -167,6 +167,11 @@ impl SioServer {
             .route("/socket.io", axum::routing::any(handle))
     }
 
+    #[cfg(test)]
+    pub(crate) fn inner_for_tests(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// Live sessions.
     pub fn sessions(&self) -> usize {
         lock(&self.inner.conns).len()
