@@ -633,7 +633,11 @@ mod tests {
 
     struct H(Arc<Hanging>);
     impl Handler for H {
-        fn connect(&self, _: Arc<Socket>, _: Option<Value>) -> BoxFuture<'static, Result<(), String>> {
+        fn connect(
+            &self,
+            _: Arc<Socket>,
+            _: Option<Value>,
+        ) -> BoxFuture<'static, Result<(), String>> {
             Box::pin(async { Ok(()) })
         }
         fn event(&self, _: Arc<Socket>, _: Event) -> BoxFuture<'static, ()> {
@@ -644,7 +648,12 @@ mod tests {
                 std::future::pending::<()>().await;
             })
         }
-        fn malformed(&self, _: Arc<Socket>, _: Option<u64>, _: &'static str) -> BoxFuture<'static, ()> {
+        fn malformed(
+            &self,
+            _: Arc<Socket>,
+            _: Option<u64>,
+            _: &'static str,
+        ) -> BoxFuture<'static, ()> {
             self.0.malformed.fetch_add(1, Ordering::SeqCst);
             Box::pin(async {})
         }

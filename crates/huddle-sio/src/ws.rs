@@ -149,12 +149,14 @@ struct Driver {
     out: VecDeque<Utf8Bytes>,
     /// The server closed the session: write what is left, then close.
     closing: Option<CloseReason>,
-    /// When the last ping went out, while its pong is awaited.
-    ping_sent: Option<Instant>,
-    /// When the heartbeat acts next (a ping, or the check of its pong).
+    /// When the heartbeat acts next: a ping, or (while `pinging`) the
+    /// check of its pong.
     beat_at: Instant,
-    /// The connect timeout, until a namespace is joined.
-    connect_by: Option<Instant>,
+    /// A ping went out at `beat_at - ping_timeout`; its pong is awaited.
+    pinging: bool,
+    /// No namespace joined yet: the connect timeout (from the session's
+    /// opening) applies.
+    awaiting_join: bool,
 }
 
 /// Bytes of the websocket's own frames (pongs to its PINGs) that may wait
@@ -188,18 +190,16 @@ impl Driver {
         phase: Phase,
         timer: std::time::Duration,
     ) -> Driver {
-        let cfg = &conn.server().cfg;
-        let connect_by = (!conn.joined()).then(|| conn.opened + cfg.connect_timeout);
         let mut d = Driver {
             timer: Box::pin(sleep(timer)),
             beat_at: Instant::now() + timer,
-            connect_by,
+            awaiting_join: !conn.joined(),
             conn,
             ws,
             phase,
             out: VecDeque::new(),
             closing: None,
-            ping_sent: None,
+            pinging: false,
         };
         d.rearm();
         d
@@ -207,11 +207,16 @@ impl Driver {
 
     /// Sets the timer to the next deadline: the heartbeat's or the connect timeout's.
     fn rearm(&mut self) {
-        let next = match self.connect_by {
+        let next = match self.connect_by() {
             Some(by) => by.min(self.beat_at),
             None => self.beat_at,
         };
         self.timer.as_mut().reset(next);
+    }
+
+    fn connect_by(&self) -> Option<Instant> {
+        self.awaiting_join
+            .then(|| self.conn.opened + self.conn.server().cfg.connect_timeout)
     }
 
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
@@ -286,9 +291,9 @@ impl Driver {
                 return Poll::Ready(Outcome::ProbeFailed);
             }
             let now = Instant::now();
-            if let Some(by) = self.connect_by {
+            if let Some(by) = self.connect_by() {
                 if self.conn.joined() {
-                    self.connect_by = None;
+                    self.awaiting_join = false;
                 } else if now >= by {
                     let refusals = &self.conn.server().cfg.refusals;
                     refusals.count(Refusal::ConnectTimeout);
@@ -298,20 +303,18 @@ impl Driver {
             if now >= self.beat_at {
                 let cfg = &self.conn.server().cfg;
                 let (interval, timeout) = (cfg.ping_interval, cfg.ping_timeout);
-                match self.ping_sent.take() {
-                    None => {
-                        self.conn.ping_queued();
-                        self.out.push_back(Utf8Bytes::from_static("2"));
-                        self.ping_sent = Some(now);
-                        self.beat_at = now + timeout;
+                if self.pinging {
+                    if self.conn.pong_missing() {
+                        return Poll::Ready(Outcome::Closed(CloseReason::PingTimeout));
                     }
-                    Some(sent) => {
-                        if self.conn.pong_missing() {
-                            return Poll::Ready(Outcome::Closed(CloseReason::PingTimeout));
-                        }
-                        self.beat_at = sent + interval;
-                    }
+                    // The next ping an interval after the last one.
+                    self.beat_at = self.beat_at - timeout + interval;
+                } else {
+                    self.conn.ping_queued();
+                    self.out.push_back(Utf8Bytes::from_static("2"));
+                    self.beat_at = now + timeout;
                 }
+                self.pinging = !self.pinging;
             }
             self.rearm();
         }
