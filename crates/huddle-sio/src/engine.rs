@@ -3,8 +3,13 @@
 //!
 //! Guarantees:
 //! - the queue is bounded: a push past `outbound_queue_bytes` fails and the
-//!   caller closes the session as a slow consumer (control packets such as a
-//!   disconnect may exceed it by a few);
+//!   caller closes the session as a slow consumer. Nothing a client triggers
+//!   (pongs, connect errors, acknowledgements) passes the bound; only the
+//!   server's own `41`s may exceed it by a few;
+//! - inbound events and CONNECTs share one token bucket per session, and at
+//!   most [`MAX_HANDLERS_IN_FLIGHT`] event handlers run at once; when the
+//!   session closes its running event handlers are cancelled (never a
+//!   `disconnect` handler);
 //! - an idle session holds no buffer: the queue's storage is taken whole by
 //!   the writer and freed;
 //! - closing is idempotent and runs the namespace handlers' `disconnect`
@@ -13,10 +18,13 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{HeaderName, HeaderValue};
+use futures::future::BoxFuture;
 use futures::task::AtomicWaker;
+use huddle_core::{Refusal, TokenBucket};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -29,30 +37,89 @@ use crate::socket::{Event, Reason, Socket};
 pub(crate) enum CloseReason {
     /// The client sent Engine.IO's close packet or closed the websocket.
     TransportClose,
-    /// I/O error, oversize message, or a packet that cannot be read.
+    /// I/O error or oversize message.
     TransportError,
+    /// A packet that breaks Engine.IO or Socket.IO (unknown type, unreadable
+    /// namespace or ack id, a CONNECT payload that is not an object).
+    ProtocolError,
     PingTimeout,
     SlowConsumer,
     Shutdown,
     /// No namespace was joined within the connect timeout.
-    NoNamespace,
+    ConnectTimeout,
+    /// The server closed the connection ([`Socket::close_connection`]).
+    ServerClose,
 }
 
 impl CloseReason {
     fn socket_reason(self) -> Reason {
         match self {
-            CloseReason::TransportClose | CloseReason::NoNamespace => Reason::TransportClose,
-            CloseReason::TransportError => Reason::TransportError,
+            CloseReason::TransportClose | CloseReason::ConnectTimeout => Reason::TransportClose,
+            CloseReason::TransportError | CloseReason::ProtocolError => Reason::TransportError,
             CloseReason::PingTimeout => Reason::PingTimeout,
             CloseReason::SlowConsumer => Reason::SlowConsumer,
             CloseReason::Shutdown => Reason::Shutdown,
+            CloseReason::ServerClose => Reason::ServerDisconnect,
         }
+    }
+
+    /// The websocket close frame of this ending (code and reason), so a
+    /// client never sees 1006 for a close the server chose. One table:
+    ///
+    /// | reason          | code | text                   |
+    /// |-----------------|------|------------------------|
+    /// | client `1`      | 1000 |                        |
+    /// | server close    | 1000 | `server closed`        |
+    /// | shutdown        | 1001 | `server shutting down` |
+    /// | protocol error  | 1002 | `protocol error`       |
+    /// | slow consumer   | 1008 | `slow consumer`        |
+    /// | connect timeout | 1008 | `connect timeout`      |
+    /// | ping timeout    | 1011 | `ping timeout`         |
+    /// | I/O error       | 1011 | `transport error`      |
+    pub fn close_frame(self) -> (u16, &'static str) {
+        match self {
+            CloseReason::TransportClose => (1000, ""),
+            CloseReason::ServerClose => (1000, "server closed"),
+            CloseReason::Shutdown => (1001, "server shutting down"),
+            CloseReason::ProtocolError => (1002, "protocol error"),
+            CloseReason::SlowConsumer => (1008, "slow consumer"),
+            CloseReason::ConnectTimeout => (1008, "connect timeout"),
+            CloseReason::PingTimeout => (1011, "ping timeout"),
+            CloseReason::TransportError => (1011, "transport error"),
+        }
+    }
+
+    /// Whether the client still gets what is queued (the server's own
+    /// `41`s) before the transport closes: on its websocket, or its next
+    /// poll. Otherwise the queue is dropped, and a polling session is
+    /// forgotten at once (its next request is answered 400).
+    pub fn delivers_queue(self) -> bool {
+        matches!(
+            self,
+            CloseReason::Shutdown | CloseReason::ServerClose | CloseReason::ConnectTimeout
+        )
     }
 }
 
+/// No ping outstanding.
+const PING_NONE: u8 = 0;
+/// A ping is queued, not yet written to the client: a pong cannot answer it.
+const PING_QUEUED: u8 = 1;
+/// A ping was written; the client's next pong answers it.
+const PING_SENT: u8 = 2;
+
+/// Event handlers of one session running at once; past it an event is
+/// answered through [`crate::Handler::malformed`] and counted
+/// ([`Refusal::HandlersInFlight`]).
+pub const MAX_HANDLERS_IN_FLIGHT: u32 = 16;
+
 pub(crate) const POLLING: u8 = 0;
+/// A websocket is probing; long-polls still wait for packets.
 pub(crate) const UPGRADING: u8 = 1;
 pub(crate) const WEBSOCKET: u8 = 2;
+/// The probe was answered: a long-poll returns a noop at once (and no noop
+/// is queued, so none reaches the websocket after the upgrade).
+pub(crate) const PROBED: u8 = 3;
 
 /// Why [`EngineConn::push`] did not queue a packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,14 +150,25 @@ pub(crate) struct EngineConn {
     sockets: Mutex<Vec<Arc<Socket>>>,
     headers: Box<[(HeaderName, HeaderValue)]>,
     transport: AtomicU8,
-    /// A ping was sent and its pong has not arrived.
-    pub awaiting_pong: AtomicBool,
+    /// The heartbeat: [`PING_NONE`], [`PING_QUEUED`] or [`PING_SENT`].
+    ping: AtomicU8,
     /// A long-poll request is pending.
     pub polling: AtomicBool,
     /// Binary attachments still to arrive (and be discarded).
     attachments: AtomicU32,
     finished: AtomicBool,
     writer_done: AtomicBool,
+    /// When the session opened (the connect timeout counts from here).
+    pub opened: tokio::time::Instant,
+    /// A namespace socket was accepted at least once.
+    joined: AtomicBool,
+    /// Inbound events and CONNECTs of the whole session (not per namespace:
+    /// leaving and re-joining does not refill it).
+    bucket: Mutex<TokenBucket>,
+    /// Event handlers running.
+    in_flight: AtomicU32,
+    /// Told when the session closes: running event handlers stop.
+    cancel: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -103,6 +181,8 @@ impl EngineConn {
         transport: u8,
         headers: Box<[(HeaderName, HeaderValue)]>,
     ) -> EngineConn {
+        let now = Instant::now();
+        let bucket = TokenBucket::new(server.cfg.events_per_sec, server.cfg.events_burst, now);
         EngineConn {
             sid: uuid::Uuid::new_v4().simple().to_string().into(),
             server,
@@ -112,12 +192,131 @@ impl EngineConn {
             sockets: Mutex::default(),
             headers,
             transport: AtomicU8::new(transport),
-            awaiting_pong: AtomicBool::new(false),
+            ping: AtomicU8::new(PING_NONE),
             polling: AtomicBool::new(false),
             attachments: AtomicU32::new(0),
             finished: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
+            opened: tokio::time::Instant::now(),
+            joined: AtomicBool::new(false),
+            bucket: Mutex::new(bucket),
+            in_flight: AtomicU32::new(0),
+            cancel: Notify::new(),
         }
+    }
+
+    /// The heartbeat queued a ping.
+    pub fn ping_queued(&self) {
+        self.ping.store(PING_QUEUED, Ordering::Release);
+    }
+
+    /// The ping queued was written to the client (by the websocket writer,
+    /// or in a long-poll's answer).
+    pub fn ping_delivered(&self) {
+        let _ =
+            self.ping
+                .compare_exchange(PING_QUEUED, PING_SENT, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// A `3` answers only a ping that reached the client: one sent blindly,
+    /// or before the ping could be written, does not satisfy the heartbeat.
+    fn on_pong(&self) {
+        let _ =
+            self.ping
+                .compare_exchange(PING_SENT, PING_NONE, Ordering::AcqRel, Ordering::Acquire);
+    }
+
+    /// The last ping has had no answer.
+    pub fn pong_missing(&self) -> bool {
+        self.ping.load(Ordering::Acquire) != PING_NONE
+    }
+
+    /// Takes a token of the session's event bucket; a refusal is counted.
+    pub fn admit(&self) -> bool {
+        let ok = lock(&self.bucket).take(Instant::now());
+        if !ok {
+            self.server.cfg.refusals.count(Refusal::SocketEvents);
+        }
+        ok
+    }
+
+    /// A namespace socket was accepted at least once.
+    pub fn joined(&self) -> bool {
+        self.joined.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_joined(&self) {
+        self.joined.store(true, Ordering::Release);
+    }
+
+    /// Queues a packet the client caused (a pong, a connect error, an
+    /// acknowledgement): never past the bound. A full queue closes the
+    /// session as a slow consumer (counted).
+    pub fn push_reply(self: &Arc<Self>, packet: Utf8Bytes) -> Result<(), CloseReason> {
+        match self.push(packet, false) {
+            Ok(()) => Ok(()),
+            Err(Refused::Full) => {
+                self.slow_consumer();
+                Err(CloseReason::SlowConsumer)
+            }
+            Err(Refused::Closed) => Err(CloseReason::TransportClose),
+        }
+    }
+
+    /// Closes the session as a slow consumer, counted once.
+    pub fn slow_consumer(self: &Arc<Self>) {
+        if !self.is_closed() {
+            self.server.count_slow();
+        }
+        self.close(CloseReason::SlowConsumer);
+    }
+
+    /// Runs an event handler's future, cancelled when the session closes.
+    /// `counted`: it holds one of the [`MAX_HANDLERS_IN_FLIGHT`] places
+    /// (taken by the caller), given back when it ends.
+    fn spawn_handler(self: &Arc<Self>, fut: BoxFuture<'static, ()>, counted: bool) {
+        /// Gives the place back however the task ends (done, cancelled, aborted).
+        struct Place(Arc<EngineConn>, bool);
+        impl Drop for Place {
+            fn drop(&mut self) {
+                if self.1 {
+                    self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+        }
+        let place = Place(self.clone(), counted);
+        tokio::spawn(async move {
+            let conn = place.0.clone();
+            let cancelled = conn.cancel.notified();
+            tokio::pin!(cancelled);
+            cancelled.as_mut().enable();
+            if conn.finished.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::select! {
+                biased;
+                () = cancelled => {}
+                () = fut => {}
+            }
+            drop(place);
+        });
+    }
+
+    /// Runs the handler of a socket's event, within the session's bound.
+    fn dispatch(self: &Arc<Self>, s: Arc<Socket>, event: Event) {
+        let reserved = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_HANDLERS_IN_FLIGHT).then_some(n + 1)
+            })
+            .is_ok();
+        if !reserved {
+            self.server.cfg.refusals.count(Refusal::HandlersInFlight);
+            let error = "too many events in flight";
+            self.spawn_handler(s.handler().malformed(s.clone(), event.ack, error), false);
+            return;
+        }
+        self.spawn_handler(s.handler().event(s.clone(), event), true);
     }
 
     pub fn server(&self) -> &Arc<Inner> {
@@ -171,23 +370,31 @@ impl EngineConn {
     }
 
     /// Ends the session: the writer sends what is queued and closes the
-    /// transport; the sockets leave their namespaces. Idempotent.
+    /// transport; the sockets leave their namespaces; running event handlers
+    /// are cancelled. Idempotent.
     pub fn close(self: &Arc<Self>, reason: CloseReason) {
-        {
+        let final_poll = {
             let mut out = lock(&self.out);
             if out.closed.is_none() {
                 out.closed = Some(reason);
             }
-        }
+            let final_poll = reason.delivers_queue() && !out.queue.is_empty();
+            if !final_poll && self.transport() != WEBSOCKET {
+                // Nobody will read it: free it now.
+                out.queue = VecDeque::new();
+                out.bytes = 0;
+            }
+            final_poll
+        };
         self.wake.notify_waiters();
         self.wake.notify_one();
         self.ws_waker.wake();
         if self.finished.swap(true, Ordering::AcqRel) {
             return;
         }
+        self.cancel.notify_waiters();
         tracing::debug!(sid = %self.sid, ?reason, "engine.io session closed");
-        let final_poll = self.transport() != WEBSOCKET && !lock(&self.out).queue.is_empty();
-        if final_poll {
+        if self.transport() != WEBSOCKET && final_poll {
             // A polling client gets its last packets (e.g. `41`) on its next
             // poll; the session stays findable until then, or a ping timeout.
             let (server, sid) = (self.server.clone(), self.sid.clone());
@@ -230,10 +437,6 @@ impl EngineConn {
         self.writer_done.store(true, Ordering::Release);
     }
 
-    pub fn has_sockets(&self) -> bool {
-        !lock(&self.sockets).is_empty()
-    }
-
     pub fn find_socket(&self, id: &str) -> Option<Arc<Socket>> {
         lock(&self.sockets)
             .iter()
@@ -252,27 +455,26 @@ impl EngineConn {
     /// Reads one Engine.IO packet from the client. `Err` ends the session.
     pub fn on_text(self: &Arc<Self>, text: &str) -> Result<(), CloseReason> {
         match text.as_bytes().first() {
-            Some(b'4') => {
-                self.on_socket_packet(&text[1..]);
-                Ok(())
-            }
+            Some(b'4') => self.on_socket_packet(&text[1..]),
             Some(b'3') => {
-                self.awaiting_pong.store(false, Ordering::Release);
+                self.on_pong();
                 Ok(())
             }
-            // A client's ping (not sent by v4 clients, but harmless): pong it.
-            Some(b'2') => {
-                let pong = format!("3{}", &text[1..]);
-                self.push(pong.into(), true)
-                    .map_err(|_| CloseReason::TransportClose)
-            }
+            // A client's ping (not sent by v4 clients): pong it, within the bound.
+            Some(b'2') => self.push_reply(format!("3{}", &text[1..]).into()),
             Some(b'1') => Err(CloseReason::TransportClose),
             Some(b'6') => Ok(()),
             _ => {
                 tracing::debug!(sid = %self.sid, "unreadable engine.io packet");
-                Err(CloseReason::TransportError)
+                Err(self.protocol_error())
             }
         }
+    }
+
+    /// Counts a protocol error; the caller closes the session with it.
+    fn protocol_error(&self) -> CloseReason {
+        self.server.cfg.refusals.count(Refusal::ProtocolError);
+        CloseReason::ProtocolError
     }
 
     /// A binary message: an attachment of a binary packet, discarded.
@@ -280,26 +482,23 @@ impl EngineConn {
         self.attachments
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .map(|_| ())
-            .map_err(|_| CloseReason::TransportError)
+            .map_err(|_| self.protocol_error())
     }
 
-    fn on_socket_packet(self: &Arc<Self>, text: &str) {
+    fn on_socket_packet(self: &Arc<Self>, text: &str) -> Result<(), CloseReason> {
         let p = match packet::parse(text) {
             Ok(p) => p,
             Err(e) => {
+                // Protocol-level garbage closes the connection, as socket.io does.
                 tracing::debug!(sid = %self.sid, error = e.0, "unreadable socket.io packet");
-                // Reported on the root namespace's socket when there is one.
-                if let Some(s) = self.find_ns("/").filter(|s| s.connected()) {
-                    tokio::spawn(s.handler().malformed(s.clone(), None, e.0));
-                }
-                return;
+                return Err(self.protocol_error());
             }
         };
         if p.attachments > 0 {
             self.attachments.fetch_add(p.attachments, Ordering::AcqRel);
         }
         match p.kind {
-            Kind::Connect => self.connect(p.ns, p.data),
+            Kind::Connect => return self.connect(p.ns, p.data),
             Kind::Disconnect => {
                 if let Some(s) = self.find_ns(p.ns) {
                     self.remove_socket(s.id());
@@ -311,13 +510,14 @@ impl EngineConn {
             Kind::Event | Kind::BinaryEvent => {
                 let Some(s) = self.find_ns(p.ns).filter(|s| s.connected()) else {
                     tracing::debug!(sid = %self.sid, ns = p.ns, "event for a namespace not joined");
-                    return;
+                    return Ok(());
                 };
                 if p.kind == Kind::BinaryEvent {
                     let error = "binary attachments are not supported";
-                    tokio::spawn(s.handler().malformed(s.clone(), p.ack, error));
-                    return;
+                    self.spawn_handler(s.handler().malformed(s.clone(), p.ack, error), false);
+                    return Ok(());
                 }
+                // Application-level errors are answered, the connection stays.
                 match read_event(p.data) {
                     Ok((name, args)) => {
                         let event = Event {
@@ -325,39 +525,40 @@ impl EngineConn {
                             args,
                             ack: p.ack,
                         };
-                        tokio::spawn(s.handler().event(s.clone(), event));
+                        self.dispatch(s, event);
                     }
                     Err(error) => {
-                        tokio::spawn(s.handler().malformed(s.clone(), p.ack, error));
+                        self.spawn_handler(s.handler().malformed(s.clone(), p.ack, error), false);
                     }
                 }
             }
             // The server asks for no acknowledgements; clients send no errors.
             Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
         }
+        Ok(())
     }
 
-    fn connect(self: &Arc<Self>, ns: &str, data: &str) {
-        let Some(handler) = self.server.handler(ns) else {
-            let _ = self.push(packet::connect_error(ns, "Invalid namespace").into(), true);
-            return;
-        };
-        if self.find_ns(ns).is_some() {
-            tracing::debug!(sid = %self.sid, ns, "namespace joined twice; ignored");
-            return;
-        }
+    fn connect(self: &Arc<Self>, ns: &str, data: &str) -> Result<(), CloseReason> {
         let auth = if data.is_empty() {
             None
         } else {
             match serde_json::from_str::<Value>(data) {
-                Ok(v) => Some(v),
-                Err(_) => {
-                    let m = "The connect payload is not JSON";
-                    let _ = self.push(packet::connect_error(ns, m).into(), true);
-                    return;
-                }
+                Ok(v @ Value::Object(_)) => Some(v),
+                // socket.io closes the connection on a payload that is not an object.
+                _ => return Err(self.protocol_error()),
             }
         };
+        if !self.admit() {
+            let m = "Too many events: slow down";
+            return self.push_reply(packet::connect_error(ns, m).into());
+        }
+        let Some(handler) = self.server.handler(ns) else {
+            return self.push_reply(packet::connect_error(ns, "Invalid namespace").into());
+        };
+        if self.find_ns(ns).is_some() {
+            tracing::debug!(sid = %self.sid, ns, "namespace joined twice; ignored");
+            return Ok(());
+        }
         let socket = Arc::new(Socket::new(
             self.clone(),
             self.server.ns_name(ns),
@@ -372,7 +573,9 @@ impl EngineConn {
                     // Queued before the socket counts as connected, so the
                     // acknowledgement precedes anything the socket is sent.
                     let ack = packet::connected(socket.ns(), socket.id());
-                    let _ = conn.push(ack.into(), true);
+                    if conn.push_reply(ack.into()).is_ok() {
+                        conn.set_joined();
+                    }
                     if !socket.accept() {
                         // The connection ended while the handler ran.
                         handler.disconnect(socket, Reason::TransportClose).await;
@@ -380,10 +583,12 @@ impl EngineConn {
                 }
                 Err(message) => {
                     conn.remove_socket(socket.id());
-                    let _ = conn.push(packet::connect_error(socket.ns(), &message).into(), true);
+                    let refusal = packet::connect_error(socket.ns(), &message);
+                    let _closed_if_full = conn.push_reply(refusal.into());
                 }
             }
         });
+        Ok(())
     }
 }
 
@@ -398,5 +603,111 @@ fn read_event(data: &str) -> Result<(String, Vec<Value>), &'static str> {
     match items.remove(0) {
         Value::String(name) => Ok((name, items)),
         _ => Err("an event name must be a string"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Config, SioServer};
+    use crate::Handler;
+    use std::sync::atomic::AtomicUsize;
+    use std::time::Duration;
+
+    /// Counts events started, events dropped (cancelled) and malformed answers;
+    /// its `hang` events never complete.
+    #[derive(Default)]
+    struct Hanging {
+        started: AtomicUsize,
+        dropped: AtomicUsize,
+        malformed: AtomicUsize,
+        disconnected: AtomicUsize,
+    }
+
+    struct OnDrop(Arc<Hanging>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct H(Arc<Hanging>);
+    impl Handler for H {
+        fn connect(
+            &self,
+            _: Arc<Socket>,
+            _: Option<Value>,
+        ) -> BoxFuture<'static, Result<(), String>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn event(&self, _: Arc<Socket>, _: Event) -> BoxFuture<'static, ()> {
+            let state = self.0.clone();
+            Box::pin(async move {
+                let _guard = OnDrop(state.clone());
+                state.started.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            })
+        }
+        fn malformed(
+            &self,
+            _: Arc<Socket>,
+            _: Option<u64>,
+            _: &'static str,
+        ) -> BoxFuture<'static, ()> {
+            self.0.malformed.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {})
+        }
+        fn disconnect(&self, _: Arc<Socket>, _: Reason) -> BoxFuture<'static, ()> {
+            let state = self.0.clone();
+            Box::pin(async move {
+                // Yields once: a disconnect handler is never cancelled.
+                tokio::task::yield_now().await;
+                state.disconnected.fetch_add(1, Ordering::SeqCst);
+            })
+        }
+    }
+
+    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while !ok() {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+    }
+
+    #[tokio::test]
+    async fn handlers_in_flight_are_bounded_and_cancelled_with_the_session() {
+        let state = Arc::new(Hanging::default());
+        let handler: Arc<dyn Handler> = Arc::new(H(state.clone()));
+        let cfg = Config {
+            events_burst: 1000,
+            ..Config::default()
+        };
+        let refusals = cfg.refusals.clone();
+        let server = SioServer::new(cfg, move |_| Some(handler.clone()));
+        let conn = server.inner_for_tests().open(POLLING, Box::new([]));
+        conn.on_text("40").expect("connect");
+        until("the connection", || conn.joined()).await;
+        let extra = 5;
+        for _ in 0..MAX_HANDLERS_IN_FLIGHT as usize + extra {
+            conn.on_text("42[\"hang\"]").expect("event");
+        }
+        let bound = MAX_HANDLERS_IN_FLIGHT as usize;
+        until("the handlers to start", || {
+            state.started.load(Ordering::SeqCst) == bound
+                && state.malformed.load(Ordering::SeqCst) == extra
+        })
+        .await;
+        assert_eq!(refusals.get(Refusal::HandlersInFlight), extra as u64);
+        assert_eq!(state.dropped.load(Ordering::SeqCst), 0);
+        conn.close(CloseReason::TransportClose);
+        until("the handlers to be cancelled", || {
+            state.dropped.load(Ordering::SeqCst) == bound
+                && state.disconnected.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        assert_eq!(conn.in_flight.load(Ordering::SeqCst), 0);
     }
 }

@@ -10,8 +10,9 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use crate::engine::{CloseReason, EngineConn, POLLING, WEBSOCKET};
+use crate::engine::{CloseReason, EngineConn, POLLING, PROBED, WEBSOCKET};
 use crate::server::{refuse, text, Inner};
+use huddle_core::Refusal;
 
 /// Engine.IO's separator of packets in one polling payload.
 const SEPARATOR: char = '\u{1e}';
@@ -45,31 +46,46 @@ pub(crate) async fn poll(conn: Arc<EngineConn>) -> Response {
     let _pending = Pending(&conn);
     loop {
         let (queue, closed) = conn.take();
-        if !queue.is_empty() || closed.is_some() {
-            let mut body = String::new();
-            for p in &queue {
-                if !body.is_empty() {
-                    body.push(SEPARATOR);
-                }
-                body.push_str(p.as_str());
+        if let Some(reason) = closed {
+            conn.set_writer_done();
+            conn.server().forget(&conn.sid);
+            if queue.is_empty() {
+                // The client's own close releases its poll with a noop, as
+                // engine.io does; any other close is announced.
+                return text(if reason == CloseReason::TransportClose {
+                    "6"
+                } else {
+                    "1"
+                });
             }
-            if closed.is_some() {
-                // The close packet only alone: socket.io-client handles a
-                // payload's close before its (deferred) Socket.IO packets, so
-                // `41` + `1` together would read as a transport close.
-                if body.is_empty() {
-                    body.push('1');
-                }
-                conn.set_writer_done();
-                conn.server().forget(&conn.sid);
-            }
-            return text(body);
+            // The close packet is not joined to the last packets:
+            // socket.io-client handles a payload's close before its
+            // (deferred) Socket.IO packets, so `41` + `1` together would read
+            // as a transport close.
+            return text(join(&queue));
         }
-        if conn.transport() == WEBSOCKET {
+        if !queue.is_empty() {
+            conn.ping_delivered();
+            return text(join(&queue));
+        }
+        if matches!(conn.transport(), PROBED | WEBSOCKET) {
+            // The websocket probe was answered: release the client's poll.
             return text("6");
         }
         conn.wake.notified().await;
     }
+}
+
+/// The packets of one polling answer.
+fn join(queue: &std::collections::VecDeque<axum::extract::ws::Utf8Bytes>) -> String {
+    let mut body = String::with_capacity(queue.iter().map(|p| p.len() + 1).sum());
+    for p in queue {
+        if !body.is_empty() {
+            body.push(SEPARATOR);
+        }
+        body.push_str(p.as_str());
+    }
+    body
 }
 
 /// `POST ?sid=`: packets from the client.
@@ -92,55 +108,71 @@ pub(crate) async fn post(conn: Arc<EngineConn>, body: Body) -> Response {
         } else {
             conn.on_text(packet)
         };
-        if let Err(reason) = read {
-            conn.close(reason);
-            break;
+        match read {
+            Ok(()) => {}
+            // Not Engine.IO packets: 400, as the reference answers.
+            Err(CloseReason::ProtocolError) => {
+                conn.close(CloseReason::ProtocolError);
+                return refuse(3, "Bad request");
+            }
+            Err(reason) => {
+                conn.close(reason);
+                break;
+            }
         }
     }
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/html")], "ok").into_response()
 }
 
 /// Pings a polling session every interval and ends it when a pong does not
-/// come back within the timeout.
+/// come back within the timeout, or when it has joined no namespace within
+/// the connect timeout.
 async fn heartbeat(conn: Weak<EngineConn>) {
-    let Some((interval, timeout)) = conn
-        .upgrade()
-        .map(|c| (c.server().cfg.ping_interval, c.server().cfg.ping_timeout))
-    else {
+    let Some((cfg, opened)) = conn.upgrade().map(|c| (c.server().cfg.clone(), c.opened)) else {
         return;
     };
-    let mut idle_pings = 0u8;
-    let mut next = Instant::now() + interval;
+    let mut connect_by = Some(opened + cfg.connect_timeout);
+    let mut next = Instant::now() + cfg.ping_interval;
+    // When the pong of the ping sent is due.
+    let mut pong_by: Option<Instant> = None;
     loop {
-        tokio::time::sleep_until(next).await;
-        let sent = Instant::now();
-        {
-            let Some(c) = conn.upgrade() else { return };
-            if c.is_closed() || c.transport() == WEBSOCKET {
-                return;
-            }
-            idle_pings = if c.has_sockets() { 0 } else { idle_pings + 1 };
-            if idle_pings > 2 {
-                c.close(CloseReason::NoNamespace);
-                return;
-            }
-            c.awaiting_pong.store(true, Ordering::Release);
-            if c.push(axum::extract::ws::Utf8Bytes::from_static("2"), true)
-                .is_err()
-            {
-                return;
-            }
-        }
-        tokio::time::sleep(timeout).await;
+        let beat = pong_by.unwrap_or(next);
+        tokio::time::sleep_until(connect_by.map_or(beat, |by| by.min(beat))).await;
         let Some(c) = conn.upgrade() else { return };
         if c.is_closed() || c.transport() == WEBSOCKET {
             return;
         }
-        if c.awaiting_pong.load(Ordering::Acquire) {
-            c.close(CloseReason::PingTimeout);
-            return;
+        let now = Instant::now();
+        if let Some(by) = connect_by {
+            if c.joined() {
+                connect_by = None;
+            } else if now >= by {
+                cfg.refusals.count(Refusal::ConnectTimeout);
+                c.close(CloseReason::ConnectTimeout);
+                return;
+            }
         }
-        // Clients expect a ping every interval (they give up after interval + timeout).
-        next = (sent + interval).max(Instant::now());
+        match pong_by {
+            Some(due) if now >= due => {
+                if c.pong_missing() {
+                    c.close(CloseReason::PingTimeout);
+                    return;
+                }
+                pong_by = None;
+                // Clients expect a ping every interval (they give up after interval + timeout).
+                next = next.max(now);
+            }
+            None if now >= next => {
+                c.ping_queued();
+                if c.push(axum::extract::ws::Utf8Bytes::from_static("2"), true)
+                    .is_err()
+                {
+                    return;
+                }
+                pong_by = Some(now + cfg.ping_timeout);
+                next = now + cfg.ping_interval;
+            }
+            _ => {}
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (`/socket.io/`) that picks a transport.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,6 +11,8 @@ use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+
+use huddle_core::Refusals;
 
 use crate::engine::{CloseReason, EngineConn};
 use crate::socket::Handler;
@@ -33,6 +36,16 @@ pub struct Config {
     /// Handshake request headers kept for namespace handlers
     /// ([`Socket::header`](crate::Socket::header)); nothing else is kept.
     pub keep_headers: Vec<HeaderName>,
+    /// A session that has joined no namespace this long after it opened is
+    /// closed (socket.io's `connectTimeout`; counted as `connect_timeout`).
+    pub connect_timeout: Duration,
+    /// Inbound events (and CONNECTs) per second per Engine.IO session...
+    pub events_per_sec: u32,
+    /// ...with bursts of this many. Leaving and re-joining a namespace does
+    /// not refill it.
+    pub events_burst: u32,
+    /// Where refusals are counted (the node's table).
+    pub refusals: Arc<Refusals>,
 }
 
 impl Default for Config {
@@ -44,6 +57,10 @@ impl Default for Config {
             outbound_queue_bytes: 1 << 20,
             upgrade_timeout: Duration::from_secs(10),
             keep_headers: Vec::new(),
+            connect_timeout: Duration::from_secs(45),
+            events_per_sec: 50,
+            events_burst: 100,
+            refusals: Arc::default(),
         }
     }
 }
@@ -55,6 +72,9 @@ pub(crate) struct Inner {
     resolve: Box<Resolve>,
     conns: Mutex<HashMap<Arc<str>, Arc<EngineConn>>>,
     root: Arc<str>,
+    /// Sessions this server closed as slow consumers (a full queue met by a
+    /// reply or an emit; the hub counts its own).
+    slow: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -73,6 +93,10 @@ impl Inner {
         } else {
             ns.into()
         }
+    }
+
+    pub fn count_slow(&self) {
+        self.slow.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn forget(&self, sid: &str) {
@@ -124,6 +148,7 @@ impl SioServer {
                 resolve: Box::new(resolve),
                 conns: Mutex::default(),
                 root: "/".into(),
+                slow: AtomicU64::new(0),
             }),
         }
     }
@@ -142,9 +167,21 @@ impl SioServer {
             .route("/socket.io", axum::routing::any(handle))
     }
 
+    #[cfg(test)]
+    pub(crate) fn inner_for_tests(&self) -> &Arc<Inner> {
+        &self.inner
+    }
+
     /// Live sessions.
     pub fn sessions(&self) -> usize {
         lock(&self.inner.conns).len()
+    }
+
+    /// Sessions closed as slow consumers by the transport itself (its
+    /// replies or a handler's emit met a full queue); the hub's own slow
+    /// consumers are counted by the hub.
+    pub fn slow_consumers(&self) -> u64 {
+        self.inner.slow.load(Ordering::Relaxed)
     }
 
     /// Shutdown: every namespace socket is disconnected (`41`, the client's

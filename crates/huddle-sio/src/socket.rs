@@ -156,10 +156,28 @@ impl Socket {
     fn push(&self, text: String) -> Result<(), QueueFull> {
         self.conn.push(text.into(), false).map_err(|refused| {
             if refused == Refused::Full {
-                self.conn.close(CloseReason::SlowConsumer);
+                self.conn.slow_consumer();
             }
             QueueFull
         })
+    }
+
+    /// Takes one token of the connection's event rate limit (shared by every
+    /// namespace of the Engine.IO session, and by its CONNECTs): `false`
+    /// when the client is past it (counted as `socket_events`); the handler
+    /// answers the event with its error.
+    pub fn admit(&self) -> bool {
+        self.conn.admit()
+    }
+
+    /// Ends the whole connection, not only this namespace: the socket is told
+    /// `41`, then the transport closes (websocket close 1000). For a client
+    /// that must not simply re-join (e.g. one past its auth timeout).
+    pub fn close_connection(&self) {
+        if self.connected() {
+            let _closing = self.conn.push(packet::disconnect(&self.ns).into(), true);
+        }
+        self.conn.close(CloseReason::ServerClose);
     }
 
     /// Disconnects the client from this namespace (`41`; the client's

@@ -8,7 +8,6 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -19,8 +18,9 @@ use axum::response::Response;
 use hyper::upgrade::OnUpgrade;
 use tokio::time::{sleep, Instant, Sleep};
 
-use crate::engine::{CloseReason, EngineConn, POLLING, UPGRADING, WEBSOCKET};
+use crate::engine::{CloseReason, EngineConn, POLLING, PROBED, UPGRADING, WEBSOCKET};
 use crate::server::{refuse, Inner};
+use huddle_core::Refusal;
 use huddle_ws::{End, Flow, Msg, Stream, WebSocket};
 
 /// Accepts a websocket: a new session, or the upgrade of a polling one.
@@ -135,7 +135,10 @@ enum Outcome {
 ///
 /// Heartbeat: a ping every interval, a pong within the timeout. A client that
 /// stops reading cannot hold the task either: its ping cannot be written, so
-/// no pong comes back and the timeout ends the connection.
+/// no pong counts (one sent blindly is ignored) and the timeout ends the
+/// connection. Nor can it grow memory: replies go through the session's
+/// bounded queue, and while more than [`MAX_BACKLOG`] bytes of the
+/// websocket's own frames (answers to its PINGs) wait, it is not read.
 struct Driver {
     conn: Arc<EngineConn>,
     ws: WebSocket,
@@ -146,11 +149,19 @@ struct Driver {
     out: VecDeque<Utf8Bytes>,
     /// The server closed the session: write what is left, then close.
     closing: Option<CloseReason>,
-    /// When the last ping went out, while its pong is awaited.
-    ping_sent: Option<Instant>,
-    /// Heartbeats in a row without a namespace joined.
-    idle_pings: u8,
+    /// When the heartbeat acts next: a ping, or (while `pinging`) the
+    /// check of its pong.
+    beat_at: Instant,
+    /// A ping went out at `beat_at - ping_timeout`; its pong is awaited.
+    pinging: bool,
+    /// No namespace joined yet: the connect timeout (from the session's
+    /// opening) applies.
+    awaiting_join: bool,
 }
+
+/// Bytes of the websocket's own frames (pongs to its PINGs) that may wait
+/// unwritten before the connection stops reading.
+const MAX_BACKLOG: usize = 64 * 1024;
 
 impl Driver {
     fn fresh(
@@ -168,7 +179,9 @@ impl Driver {
     fn probing(conn: Arc<EngineConn>, ws: WebSocket) -> Driver {
         conn.set_transport(UPGRADING);
         let deadline = conn.server().cfg.upgrade_timeout;
-        Driver::new(conn, ws, Phase::Probing, deadline)
+        let mut d = Driver::new(conn, ws, Phase::Probing, deadline);
+        d.timer.as_mut().reset(Instant::now() + deadline);
+        d
     }
 
     fn new(
@@ -177,25 +190,43 @@ impl Driver {
         phase: Phase,
         timer: std::time::Duration,
     ) -> Driver {
-        Driver {
+        let mut d = Driver {
             timer: Box::pin(sleep(timer)),
+            beat_at: Instant::now() + timer,
+            awaiting_join: !conn.joined(),
             conn,
             ws,
             phase,
             out: VecDeque::new(),
             closing: None,
-            ping_sent: None,
-            idle_pings: 0,
-        }
+            pinging: false,
+        };
+        d.rearm();
+        d
+    }
+
+    /// Sets the timer to the next deadline: the heartbeat's or the connect timeout's.
+    fn rearm(&mut self) {
+        let next = match self.connect_by() {
+            Some(by) => by.min(self.beat_at),
+            None => self.beat_at,
+        };
+        self.timer.as_mut().reset(next);
+    }
+
+    fn connect_by(&self) -> Option<Instant> {
+        self.awaiting_join
+            .then(|| self.conn.opened + self.conn.server().cfg.connect_timeout)
     }
 
     fn read(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let mut answer_probe = false;
+        let was_probing = self.phase == Phase::Probing;
         let Driver {
             ws,
             conn,
             phase,
-            timer,
+            beat_at,
             ..
         } = self;
         let polled = ws.poll_read(cx, |msg| match (*phase, msg) {
@@ -218,15 +249,23 @@ impl Driver {
                 conn.wake.notify_one();
                 *phase = Phase::Running;
                 let cfg = &conn.server().cfg;
-                timer.as_mut().reset(Instant::now() + cfg.ping_interval);
+                *beat_at = Instant::now() + cfg.ping_interval;
                 Ok(Flow::Continue)
             }
             (Phase::Probing, _) => Err(Outcome::ProbeFailed),
         });
         if answer_probe {
-            // `3probe` on the websocket; a noop releases the pending long-poll.
+            // `3probe` on the websocket; the pending long-poll returns a
+            // noop (none is queued: it would reach the websocket later).
             self.ws.queue_text("3probe");
-            let _ = self.conn.push(Utf8Bytes::from_static("6"), true);
+            if self.conn.transport() == UPGRADING {
+                self.conn.set_transport(PROBED);
+            }
+            self.conn.wake.notify_waiters();
+            self.conn.wake.notify_one();
+        }
+        if was_probing && self.phase == Phase::Running {
+            self.rearm();
         }
         let Poll::Ready(end) = polled else {
             return Poll::Pending;
@@ -235,7 +274,9 @@ impl Driver {
             End::Handler(outcome) => outcome,
             // Never asked for here: every message is handled as it comes.
             End::Paused => {
-                cx.waker().wake_by_ref();
+                if self.ws.backlog() <= MAX_BACKLOG {
+                    cx.waker().wake_by_ref();
+                }
                 return Poll::Pending;
             }
             _ if self.phase == Phase::Probing => Outcome::ProbeFailed,
@@ -245,34 +286,37 @@ impl Driver {
     }
 
     fn heartbeat(&mut self, cx: &mut Context<'_>) -> Poll<Outcome> {
-        let cfg = &self.conn.server().cfg;
         while self.timer.as_mut().poll(cx).is_ready() {
             if self.phase == Phase::Probing {
                 return Poll::Ready(Outcome::ProbeFailed);
             }
             let now = Instant::now();
-            match self.ping_sent.take() {
-                None => {
-                    self.idle_pings = if self.conn.has_sockets() {
-                        0
-                    } else {
-                        self.idle_pings + 1
-                    };
-                    if self.idle_pings > 2 {
-                        return Poll::Ready(Outcome::Closed(CloseReason::NoNamespace));
-                    }
-                    self.conn.awaiting_pong.store(true, Ordering::Release);
-                    self.out.push_back(Utf8Bytes::from_static("2"));
-                    self.ping_sent = Some(now);
-                    self.timer.as_mut().reset(now + cfg.ping_timeout);
-                }
-                Some(sent) => {
-                    if self.conn.awaiting_pong.load(Ordering::Acquire) {
-                        return Poll::Ready(Outcome::Closed(CloseReason::PingTimeout));
-                    }
-                    self.timer.as_mut().reset(sent + cfg.ping_interval);
+            if let Some(by) = self.connect_by() {
+                if self.conn.joined() {
+                    self.awaiting_join = false;
+                } else if now >= by {
+                    let refusals = &self.conn.server().cfg.refusals;
+                    refusals.count(Refusal::ConnectTimeout);
+                    return Poll::Ready(Outcome::Closed(CloseReason::ConnectTimeout));
                 }
             }
+            if now >= self.beat_at {
+                let cfg = &self.conn.server().cfg;
+                let (interval, timeout) = (cfg.ping_interval, cfg.ping_timeout);
+                if self.pinging {
+                    if self.conn.pong_missing() {
+                        return Poll::Ready(Outcome::Closed(CloseReason::PingTimeout));
+                    }
+                    // The next ping an interval after the last one.
+                    self.beat_at = self.beat_at - timeout + interval;
+                } else {
+                    self.conn.ping_queued();
+                    self.out.push_back(Utf8Bytes::from_static("2"));
+                    self.beat_at = now + timeout;
+                }
+                self.pinging = !self.pinging;
+            }
+            self.rearm();
         }
         Poll::Pending
     }
@@ -294,6 +338,10 @@ impl Driver {
                 self.out = queue;
                 self.closing = closed;
             }
+            if let Some(reason) = self.closing.filter(|r| !r.delivers_queue()) {
+                // Nothing left worth waiting for a client to read.
+                return Poll::Ready(Outcome::Closed(reason));
+            }
             let had = !self.out.is_empty();
             match self.ws.poll_write(cx, &mut self.out) {
                 Poll::Pending => return Poll::Pending,
@@ -302,10 +350,11 @@ impl Driver {
                 }
                 Poll::Ready(Ok(())) => {}
             }
+            // Everything taken is written, a ping among it.
+            self.conn.ping_delivered();
             // Free the batch's storage: an idle connection holds none.
             self.out = VecDeque::new();
             if let Some(reason) = self.closing {
-                self.ws.send_close(cx, Some(huddle_ws::CLOSE_NORMAL), "");
                 return Poll::Ready(Outcome::Closed(reason));
             }
             if !had {
@@ -323,13 +372,26 @@ impl Future for Driver {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let me = self.get_mut();
-        let outcome = match me.read(cx) {
+        // A client that does not read its PINGs' answers is not read either.
+        let read = if me.ws.backlog() > MAX_BACKLOG {
+            Poll::Pending
+        } else {
+            me.read(cx)
+        };
+        let blocked = me.ws.backlog() > MAX_BACKLOG;
+        let outcome = match read {
             Poll::Ready(o) => o,
             Poll::Pending => match me.heartbeat(cx) {
                 Poll::Ready(o) => o,
                 Poll::Pending => match me.write(cx) {
                     Poll::Ready(o) => o,
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        if blocked && me.ws.backlog() <= MAX_BACKLOG {
+                            // The backlog drained: read again.
+                            cx.waker().wake_by_ref();
+                        }
+                        return Poll::Pending;
+                    }
                 },
             },
         };
@@ -337,15 +399,18 @@ impl Future for Driver {
             Outcome::Closed(reason) => {
                 me.conn.close(reason);
                 me.conn.set_writer_done();
+                // Every close has its frame (the echo of the client's, if
+                // queued, goes out now that the session is updated).
+                let (code, text) = reason.close_frame();
+                me.ws.send_close(cx, Some(code), text);
             }
             Outcome::ProbeFailed => {
                 if !me.conn.is_closed() {
                     me.conn.set_transport(POLLING);
                 }
+                me.ws.flush_close(cx);
             }
         }
-        // The echo of a client's close goes out once the session is updated.
-        me.ws.flush_close(cx);
         Poll::Ready(())
     }
 }

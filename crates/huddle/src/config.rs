@@ -126,9 +126,13 @@ impl Default for CometConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RealtimeConfig {
-    /// A socket must send `auth` within this. Default `10s`.
+    /// A socket must send `auth` within this, or its connection is closed. Default `10s`.
     #[serde(with = "duration")]
     pub auth_timeout: Duration,
+    /// A Socket.IO connection must join a namespace within this, or it is
+    /// closed (socket.io's `connectTimeout`). Default `45s`.
+    #[serde(with = "duration")]
+    pub connect_timeout: Duration,
     /// A disconnected device keeps its place this long. Default `5s`.
     #[serde(with = "duration")]
     pub grace_period: Duration,
@@ -326,6 +330,7 @@ impl Default for RealtimeConfig {
     fn default() -> Self {
         RealtimeConfig {
             auth_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(45),
             grace_period: Duration::from_secs(5),
             grace_period_in_call: Duration::from_secs(60),
             invite_timeout: Duration::from_secs(40),
@@ -512,6 +517,7 @@ impl Config {
             return invalid("limits.outbound_queue_bytes", "must be at least 1");
         }
         if self.realtime.auth_timeout.is_zero()
+            || self.realtime.connect_timeout.is_zero()
             || self.realtime.ping_interval.is_zero()
             || self.realtime.ping_timeout.is_zero()
         {

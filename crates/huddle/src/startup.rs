@@ -252,6 +252,7 @@ impl Application {
                 ping_timeout: config.realtime.ping_timeout,
                 rate_per_sec: config.limits.socket_events_per_sec,
                 rate_burst: config.limits.socket_events_burst,
+                connect_timeout: config.realtime.connect_timeout,
             },
         );
         let listener = bind(config.http.listen).map_err(|source| StartupError::Bind {

@@ -158,7 +158,6 @@ impl Handler for CommunityNs {
         Box::pin(async move {
             if let Some(rt) = rt {
                 let id = socket.id();
-                rt.forget_bucket(id);
                 rt.commu.remove(id);
                 rt.hub.unregister(id);
             }
@@ -275,7 +274,7 @@ impl Op {
 
 async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
     let id = s.id().clone();
-    let admitted = rt.admit(&id);
+    let admitted = rt.admit(&s);
     let Some(op) = Op::parse(&ev.name) else {
         let m = if admitted {
             format!("Unknown event {:?}", ev.name)

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use huddle_sio::{Handler, SioServer, Socket};
 
-use huddle_core::{ConnId, Hub, TokenBucket, Topic};
+use huddle_core::{ConnId, Hub, Refusal, Topic};
 use huddle_domain::roles::WorkspaceRole;
 use huddle_domain::Domain;
 
@@ -38,8 +38,12 @@ pub struct SocketIoSettings {
     pub ping_timeout: Duration,
     /// Inbound events per second per socket (50)...
     pub rate_per_sec: u32,
-    /// ...with bursts of this many (100). Past it, events are refused with `socket-api-error`.
+    /// ...with bursts of this many (100). Past it, events are refused with
+    /// `socket-api-error`. The bucket is the Engine.IO session's (every
+    /// namespace, CONNECTs included).
     pub rate_burst: u32,
+    /// A connection that joins no namespace within this is closed (45 s).
+    pub connect_timeout: Duration,
 }
 
 /// What an authenticated socket is.
@@ -58,11 +62,8 @@ pub struct Realtime {
     sockets: Mutex<HashMap<ConnId, SocketCtx>>,
     /// Authenticated community-namespace sockets, counted per user.
     commu: community_ns::CommuSockets,
-    /// Inbound rate limit per socket (connected, authenticated or not).
-    buckets: Mutex<HashMap<ConnId, TokenBucket>>,
     /// Sockets of namespace `/` not yet authenticated, with their deadline.
     unauthenticated: Mutex<HashMap<ConnId, (Instant, Arc<Socket>)>>,
-    settings: SocketIoSettings,
     inbound: AtomicU64,
     refused: AtomicU64,
     sio: SioServer,
@@ -103,6 +104,10 @@ impl Realtime {
                 max_payload: usize::try_from(settings.max_payload).unwrap_or(usize::MAX),
                 outbound_queue_bytes: settings.outbound_queue_bytes,
                 keep_headers: community_ns::HANDSHAKE_HEADERS.to_vec(),
+                connect_timeout: settings.connect_timeout,
+                events_per_sec: settings.rate_per_sec,
+                events_burst: settings.rate_burst,
+                refusals: domain.refusals().clone(),
                 ..huddle_sio::Config::default()
             };
             let sio = SioServer::new(config, move |ns| {
@@ -119,9 +124,7 @@ impl Realtime {
                 hub: Arc::new(Hub::new()),
                 sockets: Mutex::default(),
                 commu: community_ns::CommuSockets::default(),
-                buckets: Mutex::default(),
                 unauthenticated: Mutex::default(),
-                settings,
                 inbound: AtomicU64::new(0),
                 refused: AtomicU64::new(0),
                 sio,
@@ -151,7 +154,8 @@ impl Realtime {
             .remove(id);
     }
 
-    /// Disconnects the sockets whose auth timeout has passed.
+    /// Closes the connections of sockets whose auth timeout has passed: the
+    /// whole connection, so re-sending CONNECT does not buy a new timeout.
     fn expire_unauthenticated(&self) {
         let now = Instant::now();
         let expired: Vec<Arc<Socket>> = {
@@ -170,35 +174,22 @@ impl Realtime {
         };
         for s in expired {
             if self.ctx(s.id()).is_none() {
-                tracing::info!(socket = %s.id(), reason = "auth_timeout", "closing socket");
-                s.disconnect();
+                tracing::info!(socket = %s.id(), reason = "auth_timeout", "closing connection");
+                self.domain.refusals().count(Refusal::AuthTimeout);
+                s.close_connection();
             }
         }
     }
 
-    /// Counts an inbound event and applies the socket's rate limit.
-    pub(crate) fn admit(&self, id: &str) -> bool {
+    /// Counts an inbound event and applies the connection's rate limit
+    /// (the Engine.IO session's bucket, counted as `socket_events` when refused).
+    pub(crate) fn admit(&self, socket: &Socket) -> bool {
         self.inbound.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let ok = buckets
-            .entry(id.into())
-            .or_insert_with(|| {
-                TokenBucket::new(self.settings.rate_per_sec, self.settings.rate_burst, now)
-            })
-            .take(now);
+        let ok = socket.admit();
         if !ok {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
         ok
-    }
-
-    /// Forgets a closed socket's rate limit.
-    pub(crate) fn forget_bucket(&self, id: &str) {
-        self.buckets
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
     }
 
     pub(crate) fn ctx(&self, id: &str) -> Option<SocketCtx> {
@@ -294,7 +285,7 @@ impl Realtime {
         let _ = writeln!(
             out,
             "huddle_slow_consumer_disconnects_total {}",
-            stats.slow_disconnects
+            stats.slow_disconnects + self.sio.slow_consumers()
         );
         out.push_str("# HELP huddle_presence_devices Devices in the presence registry (including those in their grace period).\n# TYPE huddle_presence_devices gauge\n");
         let _ = writeln!(

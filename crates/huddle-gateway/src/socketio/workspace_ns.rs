@@ -63,7 +63,6 @@ impl Handler for WorkspaceNs {
         Box::pin(async move {
             let Some(rt) = rt else { return };
             let id = socket.id();
-            rt.forget_bucket(id);
             rt.auth_settled(id);
             if rt.take_ctx(id).is_some() {
                 rt.hub.unregister(id);
@@ -112,7 +111,7 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
     let id = s.id().clone();
     let transaction = transaction_of(ev.data());
     // Leaving is never refused.
-    if ev.name != "logout" && !rt.admit(&id) {
+    if ev.name != "logout" && !rt.admit(&s) {
         return api_error(&s, &ev.name, transaction.as_deref(), RATE_LIMITED);
     }
     match ev.name.as_str() {
