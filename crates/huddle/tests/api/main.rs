@@ -10,6 +10,7 @@ mod bad_input;
 mod channels;
 mod chat;
 mod events;
+mod limits;
 mod ops;
 mod permissions;
 mod workspaces;
