@@ -218,31 +218,41 @@ async fn rest_chat_writes_are_limited_per_user(engine: Engine) {
     app.stop().await;
 }
 
-/// 150 parallel profile updates while four clients post chats: no answer is
-/// a 5xx (SQLite used to fail a chat transaction that read before it wrote
-/// with SQLITE_BUSY_SNAPSHOT), and every acknowledged chat is stored.
+/// Profile updates from 32 clients at once, over and over, while eight
+/// clients post chats: no answer is a 5xx (SQLite used to fail a chat
+/// transaction that read before it wrote with SQLITE_BUSY_SNAPSHOT, a 500),
+/// and every acknowledged chat is stored.
 async fn write_contention_never_answers_500(engine: Engine) {
+    const POSTERS: usize = 8;
+    const EACH: usize = 40;
     let app = spawn_app(engine).await;
     let ann = app.signup("Ann").await;
     let ws = app.workspace(&ann, "Team").await;
     let ch = app.channel(&ann, &ws, "busy", false, &[]).await;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut patchers = Vec::new();
-    for i in 0..150 {
+    for p in 0..32 {
         let (http, url, token) = (app.http.clone(), app.url("/api/me"), ann.token.clone());
+        let done = done.clone();
         patchers.push(tokio::spawn(async move {
-            send_json(
-                &http,
-                Method::PATCH,
-                &url,
-                Some(&token),
-                json!({"name": format!("Ann {i}"), "lang": "en"}),
-            )
-            .await
-            .status
+            let mut n = 0;
+            while n < 4 || !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = send_json(
+                    &http,
+                    Method::PATCH,
+                    &url,
+                    Some(&token),
+                    json!({"name": format!("Ann {p}.{n}"), "lang": "en"}),
+                )
+                .await;
+                assert_eq!(r.status, StatusCode::OK, "a profile update: {:?}", r.body);
+                n += 1;
+            }
+            n
         }));
     }
     let mut posters = Vec::new();
-    for w in 0..4 {
+    for w in 0..POSTERS {
         let (http, url, token) = (
             app.http.clone(),
             app.url(&format!("/api/channels/{ch}/chat")),
@@ -250,7 +260,7 @@ async fn write_contention_never_answers_500(engine: Engine) {
         );
         posters.push(tokio::spawn(async move {
             let mut acked = Vec::new();
-            for i in 0..40 {
+            for i in 0..EACH {
                 let r = send_json(
                     &http,
                     Method::POST,
@@ -270,14 +280,16 @@ async fn write_contention_never_answers_500(engine: Engine) {
             acked
         }));
     }
-    for p in patchers {
-        let status = p.await.expect("patch task");
-        assert_eq!(status, StatusCode::OK, "a profile update answered {status}");
-    }
     let mut acked = BTreeSet::new();
     for p in posters {
         acked.extend(p.await.expect("poster"));
     }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut patched = 0;
+    for p in patchers {
+        patched += p.await.expect("patcher");
+    }
+    assert!(patched >= 128, "{patched} profile updates");
     let mut stored = BTreeSet::new();
     let mut before = i64::MAX;
     loop {
@@ -296,7 +308,7 @@ async fn write_contention_never_answers_500(engine: Engine) {
             _ => break,
         }
     }
-    assert_eq!(acked.len(), 160);
+    assert_eq!(acked.len(), POSTERS * EACH);
     assert!(
         acked.is_subset(&stored),
         "every acknowledged chat is stored"
