@@ -350,3 +350,35 @@ async fn data_files_are_private(engine: Engine) {
     }
     app.stop().await;
 }
+
+/// A write that cannot get SQLite's write lock within the busy timeout (a
+/// foreign process holds it) is a 503 with Retry-After, counted as
+/// `database_busy`, not a 500. SQLite only: PostgreSQL waits for row locks
+/// without a timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_busy_past_its_timeout_is_503() {
+    use sqlx::{Connection, Executor};
+    let app = spawn_app(Engine::Sqlite).await;
+    let ann = app.signup("Ann").await;
+    let url = app.config.database.url.clone().expect("sqlite url");
+    let mut holder = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("a second connection");
+    holder
+        .execute("BEGIN IMMEDIATE")
+        .await
+        .expect("take the write lock");
+    let r = app
+        .patch("/api/me", &ann.token, json!({"name": "Ann 2"}))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(r.code(), "unavailable");
+    assert!(retry_after(&r) >= 1);
+    holder.execute("ROLLBACK").await.expect("release");
+    assert_eq!(refused(&app.metrics().await, "database_busy"), 1.0);
+    let r = app
+        .patch("/api/me", &ann.token, json!({"name": "Ann 3"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    app.stop().await;
+}
