@@ -7,6 +7,8 @@ use utoipa::ToSchema;
 use huddle_store::sessions::RefreshLookup;
 use huddle_store::{now_ms, ProfilePatch, RefreshTokenRecord, SessionRecord, UserRecord};
 
+use huddle_core::Refusal;
+
 use crate::events::SessionEnd;
 use crate::model::{AuthResult, Credentials, Me, Refreshed, User};
 use crate::roles::WorkspaceRole;
@@ -40,11 +42,16 @@ fn ms(d: std::time::Duration) -> i64 {
 }
 
 impl Domain {
-    /// Creates an account and signs it in.
-    pub async fn signup(&self, input: SignupInput) -> DomainResult<AuthResult> {
+    /// Creates an account and signs it in. Limited per client address
+    /// (`limits.signup_ip_attempts` per `limits.signup_ip_window`, every
+    /// well-formed attempt counts): each sign-up costs a password hash.
+    pub async fn signup(&self, input: SignupInput, client: &str) -> DomainResult<AuthResult> {
         let email = validate::email(&input.email)?;
         let name = validate::name("name", &input.name)?;
         validate::password("password", &input.password)?;
+        self.signup_by_ip
+            .hit(client)
+            .map_err(|d| self.limited(Refusal::SignupRate, d))?;
         let now = now_ms();
         let user = UserRecord {
             id: new_id(),
@@ -76,20 +83,36 @@ impl Domain {
     }
 
     /// Signs in. Unknown email and wrong password are indistinguishable (same
-    /// error, same work). Limited per client address (every attempt) and per
-    /// account (failures).
+    /// error, same work).
+    ///
+    /// Three limits, so that guessing is slow but a third party cannot lock
+    /// the owner out:
+    /// - every attempt per client address (`limits.signin_ip_attempts`,
+    ///   `Refusal::SigninRate`);
+    /// - failures per (account, address) (`limits.signin_account_failures`):
+    ///   an address that guessed wrong too often is locked out of that account
+    ///   only; the owner elsewhere still signs in (`Refusal::SigninLocked`);
+    /// - failures per account from every address together
+    ///   (`limits.signin_account_total_failures`, higher): the ceiling a
+    ///   distributed guesser hits, which does lock the account for everyone
+    ///   until the window passes (`Refusal::SigninLocked`).
+    ///
+    /// A success forgets its (account, address) failures, not the account's total.
     pub async fn signin(
         &self,
         email: &str,
         password: String,
         client: &str,
     ) -> DomainResult<AuthResult> {
-        let retry = |d: std::time::Duration| DomainError::RateLimited {
-            retry_after_secs: d.as_secs().max(1),
-        };
-        self.signin_by_ip.hit(client).map_err(retry)?;
+        self.signin_by_ip
+            .hit(client)
+            .map_err(|d| self.limited(Refusal::SigninRate, d))?;
         let email = email.trim().to_lowercase();
-        self.signin_by_account.check(&email).map_err(retry)?;
+        let pair = format!("{email}\n{client}");
+        self.signin_by_account_address
+            .check(&pair)
+            .and_then(|()| self.signin_by_account.check(&email))
+            .map_err(|d| self.limited(Refusal::SigninLocked, d))?;
         let user = if validate::lookup_key(&email) {
             self.db.user_by_email(&email).await?
         } else {
@@ -100,10 +123,11 @@ impl Domain {
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await?;
         let Some(user) = user.filter(|_| ok) else {
+            self.signin_by_account_address.record(&pair);
             self.signin_by_account.record(&email);
             return Err(DomainError::Unauthorized("invalid email or password"));
         };
-        self.signin_by_account.reset(&email);
+        self.signin_by_account_address.reset(&pair);
         if !user.activated {
             return Err(DomainError::Forbidden("account is not activated"));
         }

@@ -119,12 +119,47 @@ impl Domain {
         Ok(())
     }
 
-    /// Whether `key` authenticates `user` of tenant `dev`: the stored hash, or
-    /// an HS256 JWT signed with `password + dev` naming the user and not revoked.
-    pub async fn comet_authenticate(&self, dev: &str, user: i64, key: &str) -> DomainResult<bool> {
+    /// Whether `key` authenticates `user` of tenant `dev` for a connection
+    /// from `client` (its address; `None` when the listener does not know it).
+    ///
+    /// Guessing is bounded: failed authorisations are counted per client
+    /// address (`limits.comet_auth_ip_failures`) and per (dev id, user id)
+    /// (`limits.comet_auth_user_failures`) within `limits.comet_auth_window`.
+    /// Past either bound the key is not checked at all and the connection is
+    /// anonymous, exactly as with a wrong key (comet clients have no other
+    /// answer for a bad hash: they connect, with `authorized: false`), counted
+    /// as `Refusal::CometAuthRate`. A guesser learns nothing, and gets no
+    /// faster than the bound.
+    pub async fn comet_authenticate(
+        &self,
+        dev: &str,
+        user: i64,
+        key: &str,
+        client: Option<&str>,
+    ) -> DomainResult<bool> {
         if user <= 0 || key.is_empty() {
             return Ok(false);
         }
+        let pair = format!("{dev}\n{user}");
+        let over = client.is_some_and(|c| self.comet_auth_by_ip.check(c).is_err())
+            || self.comet_auth_by_user.check(&pair).is_err();
+        if over {
+            self.refusals.count(huddle_core::Refusal::CometAuthRate);
+            return Ok(false);
+        }
+        let ok = self.comet_key_is_valid(dev, user, key).await?;
+        if !ok {
+            if let Some(c) = client {
+                self.comet_auth_by_ip.record(c);
+            }
+            self.comet_auth_by_user.record(&pair);
+        }
+        Ok(ok)
+    }
+
+    /// The stored hash, or an HS256 JWT signed with `password + dev` naming
+    /// the user and not revoked.
+    async fn comet_key_is_valid(&self, dev: &str, user: i64, key: &str) -> DomainResult<bool> {
         if let Some(hash) = self.db.comet_auth(dev, user).await? {
             if !hash.is_empty() && hash == key {
                 return Ok(true);

@@ -27,6 +27,16 @@ pub enum DomainError {
     /// Too many attempts; retry after this many seconds.
     #[error("too many attempts, retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The server cannot take this now (password hashing at its bound, the
+    /// database busy); nothing happened, retry after this many seconds (503).
+    /// `reason` says which bound; the domain has already counted it in
+    /// [`huddle_core::Refusals`] unless it is `DatabaseBusy`, which the store
+    /// decides and the front door answering it counts.
+    #[error("the server is busy, retry in {retry_after_secs} s")]
+    Unavailable {
+        retry_after_secs: u64,
+        reason: huddle_core::Refusal,
+    },
     /// A fault on our side (database down, bug). Logged; clients see a generic text.
     #[error("internal error: {0}")]
     Internal(String),
@@ -50,6 +60,7 @@ impl DomainError {
             DomainError::NotFound(_) => "not_found",
             DomainError::Conflict(_) => "conflict",
             DomainError::RateLimited { .. } => "rate_limited",
+            DomainError::Unavailable { .. } => "unavailable",
             DomainError::Internal(_) => "internal_error",
         }
     }
@@ -59,6 +70,13 @@ impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(_) => DomainError::Conflict("already exists".into()),
+            StoreError::Busy(detail) => {
+                tracing::warn!(error = %detail, "database busy; answered retry later");
+                DomainError::Unavailable {
+                    retry_after_secs: 1,
+                    reason: huddle_core::Refusal::DatabaseBusy,
+                }
+            }
             other => DomainError::Internal(other.to_string()),
         }
     }

@@ -32,7 +32,7 @@ pub use channels::{ChannelSelection, ChannelUpdate, NewChannel};
 pub use error::{DomainError, DomainResult};
 pub use events::DomainEvent;
 pub use model::OnlineStatus;
-pub use passwords::HashCost;
+pub use passwords::{HashBound, HashCost, HashStats};
 pub use voice::{MediaInput, SocketAuth, SocketAuthInput};
 pub use workspaces::WorkspaceUpdate;
 
@@ -50,9 +50,31 @@ pub struct DomainConfig {
     /// Workspace invite-code lifetime (default 7 d).
     pub invite_ttl: Duration,
     pub hash_cost: HashCost,
-    /// Failed sign-ins allowed per account within `signin_account_window` (10 / 15 min).
+    /// How many password hashes run at once, and how many callers may wait.
+    pub hash_bound: HashBound,
+    /// Failed sign-ins allowed per (account, client address) within
+    /// `signin_account_window` (10 / 15 min): one address cannot lock the
+    /// owner out from everywhere.
     pub signin_account_failures: u32,
+    /// Failed sign-ins allowed per account from all addresses together within
+    /// `signin_account_window` (100 / 15 min): the ceiling a distributed guesser hits.
+    pub signin_account_total_failures: u32,
     pub signin_account_window: Duration,
+    /// Sign-ups allowed per client address within `signup_ip_window` (10 / 10 min).
+    pub signup_ip_attempts: u32,
+    pub signup_ip_window: Duration,
+    /// REST chat writes (post, edit, delete) per second per user (10), and
+    /// their burst (20).
+    pub chat_per_sec: u32,
+    pub chat_burst: u32,
+    /// Failed comet authorisations allowed per client address within
+    /// `comet_auth_window` (20 / 1 min); past it a connection is anonymous
+    /// without its hash being checked.
+    pub comet_auth_ip_failures: u32,
+    /// Failed comet authorisations allowed per (dev id, user id) from all
+    /// addresses within `comet_auth_window` (100 / 1 min).
+    pub comet_auth_user_failures: u32,
+    pub comet_auth_window: Duration,
     /// Sign-in attempts allowed per client address within `signin_ip_window` (60 / 1 min).
     pub signin_ip_attempts: u32,
     pub signin_ip_window: Duration,
@@ -122,8 +144,17 @@ impl DomainConfig {
             refresh_token_ttl: Duration::from_secs(31 * 24 * 3600),
             invite_ttl: Duration::from_secs(7 * 24 * 3600),
             hash_cost: HashCost::default(),
+            hash_bound: HashBound::default(),
             signin_account_failures: 10,
+            signin_account_total_failures: 100,
             signin_account_window: Duration::from_secs(15 * 60),
+            signup_ip_attempts: 10,
+            signup_ip_window: Duration::from_secs(10 * 60),
+            chat_per_sec: 10,
+            chat_burst: 20,
+            comet_auth_ip_failures: 20,
+            comet_auth_user_failures: 100,
+            comet_auth_window: Duration::from_secs(60),
             signin_ip_attempts: 60,
             signin_ip_window: Duration::from_secs(60),
             realtime: RealtimeConfig::default(),
@@ -153,8 +184,17 @@ pub struct Domain {
     cfg: DomainConfig,
     pub(crate) keys: tokens::TokenKeys,
     passwords: passwords::Passwords,
+    /// Failed sign-ins per `account\naddress`.
+    signin_by_account_address: RateLimiter,
+    /// Failed sign-ins per account, from every address.
     signin_by_account: RateLimiter,
     signin_by_ip: RateLimiter,
+    signup_by_ip: RateLimiter,
+    /// REST chat writes per user.
+    chat_by_user: ratelimit::KeyedBuckets,
+    /// Failed comet authorisations per client address, and per `dev\nuser`.
+    comet_auth_by_ip: RateLimiter,
+    comet_auth_by_user: RateLimiter,
     presence: Arc<huddle_core::Presence>,
     invites: invites::Invites,
     comet: comet::CometState,
@@ -166,12 +206,38 @@ const LIMITER_MAX_KEYS: usize = 100_000;
 
 impl Domain {
     pub fn new(db: Db, bus: Arc<dyn Bus>, cfg: DomainConfig) -> DomainResult<Domain> {
+        let refusals: Arc<huddle_core::Refusals> = Arc::default();
         Ok(Domain {
             keys: tokens::TokenKeys::new(&cfg.jwt_secret),
-            passwords: passwords::Passwords::new(cfg.hash_cost)?,
-            signin_by_account: RateLimiter::new(
+            passwords: passwords::Passwords::new(cfg.hash_cost, cfg.hash_bound, refusals.clone())?,
+            signin_by_account_address: RateLimiter::new(
                 cfg.signin_account_failures,
                 cfg.signin_account_window,
+                LIMITER_MAX_KEYS,
+            ),
+            signin_by_account: RateLimiter::new(
+                cfg.signin_account_total_failures,
+                cfg.signin_account_window,
+                LIMITER_MAX_KEYS,
+            ),
+            signup_by_ip: RateLimiter::new(
+                cfg.signup_ip_attempts,
+                cfg.signup_ip_window,
+                LIMITER_MAX_KEYS,
+            ),
+            chat_by_user: ratelimit::KeyedBuckets::new(
+                cfg.chat_per_sec,
+                cfg.chat_burst,
+                LIMITER_MAX_KEYS,
+            ),
+            comet_auth_by_ip: RateLimiter::new(
+                cfg.comet_auth_ip_failures,
+                cfg.comet_auth_window,
+                LIMITER_MAX_KEYS,
+            ),
+            comet_auth_by_user: RateLimiter::new(
+                cfg.comet_auth_user_failures,
+                cfg.comet_auth_window,
                 LIMITER_MAX_KEYS,
             ),
             signin_by_ip: RateLimiter::new(
@@ -184,7 +250,7 @@ impl Domain {
             )),
             invites: invites::Invites::new(cfg.realtime.max_pending_invites),
             comet: comet::CometState::default(),
-            refusals: Arc::default(),
+            refusals,
             db,
             bus,
             cfg,
@@ -200,6 +266,33 @@ impl Domain {
     /// (`huddle_refused_total{reason}`).
     pub fn refusals(&self) -> &Arc<huddle_core::Refusals> {
         &self.refusals
+    }
+
+    /// The gauges of the password-hashing bound (`/metrics`).
+    pub fn hash_stats(&self) -> HashStats {
+        self.passwords.stats()
+    }
+
+    /// A refusal for `reason`, counted: 429 with `Retry-After`.
+    pub(crate) fn limited(
+        &self,
+        reason: huddle_core::Refusal,
+        retry_after: Duration,
+    ) -> DomainError {
+        self.refusals.count(reason);
+        DomainError::RateLimited {
+            retry_after_secs: retry_after.as_secs().max(1),
+        }
+    }
+
+    /// Takes one REST chat write (post, edit, delete) from `caller`'s budget
+    /// (`limits.chat_per_sec`, burst `limits.chat_burst`); past it, 429.
+    /// The socket's `chat` events are bounded by the per-connection event rate
+    /// instead.
+    pub fn take_rest_chat_write(&self, caller: &Caller) -> DomainResult<()> {
+        self.chat_by_user
+            .take(&caller.user_id)
+            .map_err(|d| self.limited(huddle_core::Refusal::ChatRate, d))
     }
 
     /// The real-time settings.

@@ -105,9 +105,87 @@ impl RateLimiter {
     }
 }
 
+/// A token bucket per key (`rate` per second, `burst` at once), for limits
+/// on a steady flow rather than on attempts in a window.
+///
+/// Memory is bounded: at most `max_keys` buckets. When full, buckets that have
+/// refilled completely (indistinguishable from new ones) are dropped first,
+/// then the one used least recently. A std `Mutex` guards the map; it is never
+/// held across an `.await`.
+pub struct KeyedBuckets {
+    rate: u32,
+    burst: u32,
+    max_keys: usize,
+    buckets: Mutex<HashMap<String, (huddle_core::TokenBucket, Instant)>>,
+}
+
+impl KeyedBuckets {
+    pub fn new(rate: u32, burst: u32, max_keys: usize) -> KeyedBuckets {
+        KeyedBuckets {
+            rate: rate.max(1),
+            burst: burst.max(1),
+            max_keys: max_keys.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes a token for `key`; `Err(retry_after)` when its bucket is empty.
+    pub fn take(&self, key: &str) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !map.contains_key(key) && map.len() >= self.max_keys {
+            // Full after burst / rate seconds of quiet: as good as new.
+            let full = Duration::from_secs_f64(f64::from(self.burst) / f64::from(self.rate));
+            map.retain(|_, (_, last)| now.duration_since(*last) < full);
+            if map.len() >= self.max_keys {
+                if let Some(victim) = map
+                    .iter()
+                    .min_by_key(|(_, (_, last))| *last)
+                    .map(|(k, _)| k.clone())
+                {
+                    map.remove(&victim);
+                }
+            }
+        }
+        let (bucket, last) = map.entry(key.to_owned()).or_insert_with(|| {
+            (
+                huddle_core::TokenBucket::new(self.rate, self.burst, now),
+                now,
+            )
+        });
+        *last = now;
+        if bucket.take(now) {
+            Ok(())
+        } else {
+            // One token refills in 1 / rate seconds; Retry-After is whole seconds.
+            Err(Duration::from_secs(1))
+        }
+    }
+
+    /// Keys currently tracked.
+    pub fn len(&self) -> usize {
+        self.buckets.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn buckets_limit_per_key_and_stay_bounded() {
+        let b = KeyedBuckets::new(1, 3, 10);
+        assert_eq!((0..5).filter(|_| b.take("a").is_ok()).count(), 3);
+        assert!(b.take("b").is_ok(), "another key has its own bucket");
+        for i in 0..1000 {
+            let _ = b.take(&format!("k{i}"));
+        }
+        assert!(b.len() <= 10);
+    }
 
     #[test]
     fn limits_per_key() {

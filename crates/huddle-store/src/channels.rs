@@ -12,7 +12,7 @@ impl Db {
         c: &ChannelRecord,
         members: &[ChannelMemberRecord],
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO channels (id, workspace_id, name, description, creator_id, is_private, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -191,7 +191,7 @@ impl Db {
         &self,
         members: &[ChannelMemberRecord],
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut added = Vec::new();
         for m in members {
             let r = sqlx::query(

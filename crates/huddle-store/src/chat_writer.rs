@@ -28,7 +28,8 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{ChatRecord, StoreError};
+use crate::db::begin_write;
+use crate::{ChatRecord, Engine, StoreError};
 
 /// Most chats stored in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -102,11 +103,11 @@ impl std::fmt::Debug for ChatWriter {
 impl ChatWriter {
     /// Starts `lanes` writer tasks on `pool`. Each ends when every
     /// [`ChatWriter`] clone is dropped.
-    pub(crate) fn start(pool: &AnyPool, lanes: usize) -> ChatWriter {
+    pub(crate) fn start(pool: &AnyPool, engine: Engine, lanes: usize) -> ChatWriter {
         let lanes = (0..lanes.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(QUEUE);
-                tokio::spawn(run(pool.clone(), rx));
+                tokio::spawn(run(pool.clone(), engine, rx));
                 tx
             })
             .collect();
@@ -129,12 +130,12 @@ impl ChatWriter {
     }
 }
 
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
+async fn run(pool: AnyPool, engine: Engine, mut rx: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let result = {
             let chats: Vec<&NewChat> = batch.iter().map(|p| &p.chat).collect();
-            write(&pool, &chats).await
+            write(&pool, engine, &chats).await
         };
         match result {
             Ok(records) => {
@@ -151,7 +152,7 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Pending>) {
             Err(e) => {
                 tracing::warn!(error = %e, chats = batch.len(), "chat batch failed; retrying one by one");
                 for p in batch.drain(..) {
-                    let r = write(&pool, &[&p.chat])
+                    let r = write(&pool, engine, &[&p.chat])
                         .await
                         .map(|mut v| v.pop().flatten());
                     let _ = p.reply.send(r);
@@ -239,8 +240,13 @@ async fn admitted(
 
 /// Stores `chats` in one transaction; the result is in input order (`None`:
 /// that chat's channel does not exist, or its gate refused it).
-async fn write(pool: &AnyPool, chats: &[&NewChat]) -> Result<Vec<Option<StoredChat>>, StoreError> {
-    let mut tx = pool.begin().await?;
+async fn write(
+    pool: &AnyPool,
+    engine: Engine,
+    chats: &[&NewChat],
+) -> Result<Vec<Option<StoredChat>>, StoreError> {
+    // It reads (the gate) before it writes: an immediate transaction on SQLite.
+    let mut tx = begin_write(pool, engine).await?;
     let admitted = admitted(&mut tx, chats).await?;
     // Group by channel, keeping arrival order inside each channel.
     let mut by_channel: Vec<(&str, Vec<usize>)> = Vec::new();

@@ -97,7 +97,7 @@ impl Db {
 
     /// Marks the channel read up to its newest chat for `user_id`.
     pub async fn mark_read(&self, channel_id: &str, user_id: &str) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let last: i64 = sqlx::query_scalar("SELECT last_chat_id FROM channels WHERE id = $1")
             .bind(channel_id)
             .fetch_optional(&mut *tx)

@@ -116,7 +116,7 @@ impl Db {
         now: i64,
         max: i64,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (count, last): (i64, Option<i64>) =
             sqlx::query_as("SELECT COUNT(*), MAX(seq) FROM comet_users_messages WHERE dev_id = $1 AND user_id = $2")
                 .bind(dev)
@@ -163,7 +163,7 @@ impl Db {
         dev: &str,
         user: i64,
     ) -> Result<Vec<QueuedMessage>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let rows: Vec<QueuedMessage> = sqlx::query_as(
             "SELECT seq, event, message, created_at FROM comet_users_messages WHERE dev_id = $1 AND user_id = $2 ORDER BY seq",
         )

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor};
+use sqlx::{Any, AnyPool, Executor, Transaction};
 
 use crate::chat_writer::ChatWriter;
 use crate::StoreError;
@@ -17,6 +17,25 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 pub enum Engine {
     Sqlite,
     Postgres,
+}
+
+/// Begins a transaction that is going to write.
+///
+/// On SQLite it is `BEGIN IMMEDIATE`: the write lock is taken first, waiting
+/// its turn behind other writers for up to the busy timeout. A deferred
+/// transaction that reads and then writes cannot wait: when another writer
+/// commits between its read and its write, SQLite fails it at once with
+/// `SQLITE_BUSY_SNAPSHOT` (517), which no busy timeout cures. Past the busy
+/// timeout the error is [`StoreError::Busy`] (a 503), never a fault.
+/// PostgreSQL takes row locks as it goes and needs nothing of the kind.
+pub(crate) async fn begin_write(
+    pool: &AnyPool,
+    engine: Engine,
+) -> Result<Transaction<'static, Any>, StoreError> {
+    Ok(match engine {
+        Engine::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await?,
+        Engine::Postgres => pool.begin().await?,
+    })
 }
 
 /// Pool settings.
@@ -98,7 +117,7 @@ impl Db {
             (0, Engine::Postgres) => 4,
             (n, _) => n,
         };
-        let chats = ChatWriter::start(&pool, lanes);
+        let chats = ChatWriter::start(&pool, engine, lanes);
         Ok(Db {
             pool,
             engine,
@@ -109,6 +128,11 @@ impl Db {
     /// The engine behind this handle.
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    /// Begins a transaction that is going to write (see [`begin_write`]).
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        begin_write(&self.pool, self.engine).await
     }
 
     /// Applies every pending migration of this engine. Idempotent.

@@ -20,7 +20,7 @@ impl Db {
         s: &SessionRecord,
         token: &RefreshTokenRecord,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("INSERT INTO sessions (id, user_id, created_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, NULL)")
             .bind(&s.id)
             .bind(&s.user_id)
@@ -68,7 +68,7 @@ impl Db {
         old_hash: &str,
         next: &RefreshTokenRecord,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE refresh_tokens SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL",
         )

@@ -12,7 +12,7 @@ impl Db {
         w: &WorkspaceRecord,
         creator_role: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO workspaces (id, name, avatar, creator_id, can_users_invite, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -133,7 +133,7 @@ impl Db {
         workspace_id: &str,
         user_id: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "DELETE FROM channel_members WHERE user_id = $1
              AND channel_id IN (SELECT id FROM channels WHERE workspace_id = $2)",

@@ -207,6 +207,15 @@ pub struct AuthConfig {
     /// How often expired sessions are ended (and announced as Logout). Default `60s` (`1m`).
     #[serde(with = "duration")]
     pub session_sweep_interval: Duration,
+    /// Password hashes (sign-up, sign-in, password change) running at once;
+    /// each holds `argon2_memory_kib`. Default 0: the number of CPUs.
+    pub hash_concurrency: usize,
+    /// Callers that may wait for a hash slot; past it they get 503 with
+    /// `Retry-After`. Default 0: twice `hash_concurrency`.
+    pub hash_queue: usize,
+    /// Longest a caller waits for a hash slot before 503. Default `2s`.
+    #[serde(with = "duration")]
+    pub hash_queue_wait: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -214,8 +223,14 @@ pub struct AuthConfig {
 pub struct LimitsConfig {
     /// Largest HTTP request body in bytes; larger is 413. Default 65536 (64 KiB).
     pub max_body_bytes: usize,
-    /// Failed sign-ins allowed per account per `signin_account_window`. Default 10.
+    /// Failed sign-ins allowed per (account, client address) per
+    /// `signin_account_window`; past it that address is locked out of that
+    /// account (429). Default 10.
     pub signin_account_failures: u32,
+    /// Failed sign-ins allowed per account from all addresses together per
+    /// `signin_account_window`: the ceiling of a distributed guesser, which
+    /// locks the account for everyone. Default 100.
+    pub signin_account_total_failures: u32,
     /// Default `15m`.
     #[serde(with = "duration")]
     pub signin_account_window: Duration,
@@ -224,6 +239,26 @@ pub struct LimitsConfig {
     /// Default `1m`.
     #[serde(with = "duration")]
     pub signin_ip_window: Duration,
+    /// Sign-ups allowed per client address per `signup_ip_window` (429 past it). Default 10.
+    pub signup_ip_attempts: u32,
+    /// Default `10m`.
+    #[serde(with = "duration")]
+    pub signup_ip_window: Duration,
+    /// REST chat writes (post, edit, delete) per second per user (429 past
+    /// it). Default 10.
+    pub chat_per_sec: u32,
+    /// Burst of REST chat writes per user. Default 20.
+    pub chat_burst: u32,
+    /// Failed comet authorisations per client address per
+    /// `comet_auth_window`; past it connections from there are anonymous
+    /// without their key being checked. Default 20.
+    pub comet_auth_ip_failures: u32,
+    /// Failed comet authorisations per (dev id, user id) from all addresses
+    /// per `comet_auth_window`. Default 100.
+    pub comet_auth_user_failures: u32,
+    /// Default `1m`.
+    #[serde(with = "duration")]
+    pub comet_auth_window: Duration,
     /// Largest inbound socket message in bytes; larger closes the connection. Default 65536.
     pub max_message_bytes: u64,
     /// Live socket connections per user and protocol: Socket.IO namespace `/`
@@ -303,6 +338,9 @@ impl Default for AuthConfig {
             require_activation: false,
             admin_token: None,
             session_sweep_interval: Duration::from_secs(60),
+            hash_concurrency: 0,
+            hash_queue: 0,
+            hash_queue_wait: Duration::from_secs(2),
         }
     }
 }
@@ -312,9 +350,17 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_body_bytes: 64 * 1024,
             signin_account_failures: 10,
+            signin_account_total_failures: 100,
             signin_account_window: Duration::from_secs(15 * 60),
             signin_ip_attempts: 60,
             signin_ip_window: Duration::from_secs(60),
+            signup_ip_attempts: 10,
+            signup_ip_window: Duration::from_secs(10 * 60),
+            chat_per_sec: 10,
+            chat_burst: 20,
+            comet_auth_ip_failures: 20,
+            comet_auth_user_failures: 100,
+            comet_auth_window: Duration::from_secs(60),
             max_message_bytes: 64 * 1024,
             max_connections_per_user: 16,
             max_join_channels: 100,
@@ -498,8 +544,21 @@ impl Config {
         if self.limits.max_body_bytes < 1024 {
             return invalid("limits.max_body_bytes", "must be at least 1024");
         }
-        if self.limits.signin_account_failures == 0 || self.limits.signin_ip_attempts == 0 {
-            return invalid("limits.signin_*", "sign-in limits must be at least 1");
+        if self.limits.signin_account_failures == 0
+            || self.limits.signin_account_total_failures == 0
+            || self.limits.signin_ip_attempts == 0
+            || self.limits.signup_ip_attempts == 0
+        {
+            return invalid(
+                "limits.signin_*",
+                "sign-in and sign-up limits must be at least 1",
+            );
+        }
+        if self.limits.chat_per_sec == 0 || self.limits.chat_burst == 0 {
+            return invalid("limits.chat_*", "chat limits must be at least 1");
+        }
+        if self.limits.comet_auth_ip_failures == 0 || self.limits.comet_auth_user_failures == 0 {
+            return invalid("limits.comet_auth_*", "comet limits must be at least 1");
         }
         if self.limits.max_message_bytes < 1024 {
             return invalid("limits.max_message_bytes", "must be at least 1024");
@@ -683,57 +742,7 @@ fn mask_url_password(url: &str) -> String {
     }
 }
 
-/// The JWT secret: configured, or read from `{data_dir}/jwt_secret`, or generated
-/// there (mode 0600) on first start.
-pub fn jwt_secret(config: &Config) -> std::io::Result<Vec<u8>> {
-    if let Some(s) = &config.auth.jwt_secret {
-        return Ok(s.0.as_bytes().to_vec());
-    }
-    kept_secret(config, "jwt_secret")
-}
-
-/// The comet password: configured, or kept in `{data_dir}/comet_password`.
-pub fn comet_password(config: &Config) -> std::io::Result<String> {
-    if let Some(s) = &config.comet.password {
-        return Ok(s.0.clone());
-    }
-    kept_secret(config, "comet_password").map(|b| String::from_utf8_lossy(&b).into_owned())
-}
-
-/// A secret generated once into `{data_dir}/{name}` (mode 0600) and read back after.
-fn kept_secret(config: &Config, name: &str) -> std::io::Result<Vec<u8>> {
-    let path = config.data_dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(s) if s.trim().len() >= 32 => return Ok(s.trim().as_bytes().to_vec()),
-        Ok(_) => {
-            return Err(std::io::Error::other(format!(
-                "{} is too short; delete it to regenerate",
-                path.display()
-            )))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
-    }
-    std::fs::create_dir_all(&config.data_dir)?;
-    let mut bytes = [0u8; 48];
-    rand::RngCore::fill_bytes(&mut rand::thread_rng(), &mut bytes);
-    let secret = hex::encode(bytes);
-    write_private(&path, &secret)?;
-    Ok(secret.into_bytes())
-}
-
-fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    opts.mode(0o600);
-    let mut f = opts.open(path)?;
-    f.write_all(contents.as_bytes())?;
-    f.sync_all()
-}
+pub use crate::datadir::{comet_password, jwt_secret};
 
 #[cfg(test)]
 mod tests {

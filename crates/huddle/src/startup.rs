@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
 
 use huddle_core::{Bus, InProcessBus};
-use huddle_domain::{Domain, DomainConfig, HashCost, MediaConfig, RealtimeConfig};
+use huddle_domain::{Domain, DomainConfig, HashBound, HashCost, MediaConfig, RealtimeConfig};
 use huddle_gateway::comet::{CometGateway, CometSettings};
 use huddle_gateway::http::{self, AppState, HttpLimits, MetricsSource};
 use huddle_gateway::socketio::{Realtime, SocketIoSettings};
@@ -61,7 +61,8 @@ pub struct Application {
 pub async fn open_database(config: &Config) -> Result<Db, StartupError> {
     let url = config.database_url();
     if url.starts_with("sqlite:") {
-        std::fs::create_dir_all(&config.data_dir).map_err(StartupError::DataDir)?;
+        crate::datadir::ensure_private_dir(&config.data_dir).map_err(StartupError::DataDir)?;
+        crate::datadir::prepare_sqlite(&url).map_err(StartupError::DataDir)?;
     }
     let db = Db::connect(
         &url,
@@ -87,10 +88,19 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
         memory_kib: config.auth.argon2_memory_kib,
         iterations: config.auth.argon2_iterations,
     };
+    d.hash_bound = hash_bound(config);
     d.signin_account_failures = config.limits.signin_account_failures;
+    d.signin_account_total_failures = config.limits.signin_account_total_failures;
     d.signin_account_window = config.limits.signin_account_window;
     d.signin_ip_attempts = config.limits.signin_ip_attempts;
     d.signin_ip_window = config.limits.signin_ip_window;
+    d.signup_ip_attempts = config.limits.signup_ip_attempts;
+    d.signup_ip_window = config.limits.signup_ip_window;
+    d.chat_per_sec = config.limits.chat_per_sec;
+    d.chat_burst = config.limits.chat_burst;
+    d.comet_auth_ip_failures = config.limits.comet_auth_ip_failures;
+    d.comet_auth_user_failures = config.limits.comet_auth_user_failures;
+    d.comet_auth_window = config.limits.comet_auth_window;
     d.realtime = RealtimeConfig {
         auth_timeout: config.realtime.auth_timeout,
         grace_period: config.realtime.grace_period,
@@ -115,6 +125,24 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
         channel_token_ttl: config.auth.access_token_ttl,
     };
     Ok(d)
+}
+
+/// `auth.hash_*`, with 0 meaning "the number of CPUs" (concurrency) and
+/// "twice the concurrency" (queue).
+fn hash_bound(config: &Config) -> HashBound {
+    let defaults = HashBound::default();
+    let concurrency = match config.auth.hash_concurrency {
+        0 => defaults.concurrency,
+        n => n,
+    };
+    HashBound {
+        concurrency,
+        queue: match config.auth.hash_queue {
+            0 => 2 * concurrency,
+            n => n,
+        },
+        max_wait: config.auth.hash_queue_wait,
+    }
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {

@@ -3,10 +3,11 @@
 //! [`crate::wsconn`]'s (one small task per connection, a bounded queue).
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -85,8 +86,14 @@ async fn upgrade(
             HeaderValue::from_static("chat"),
         );
     }
+    // The peer address bounds hash guessing (see `comet_authenticate`); a
+    // listener served without connect info leaves only the per-user bound.
+    let client = http
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
     let max = gw.settings.max_frame;
-    wsconn::spawn(upgrade, max, Box::pin(open(gw, req)));
+    wsconn::spawn(upgrade, max, Box::pin(open(gw, req, client)));
     response
 }
 
@@ -110,10 +117,14 @@ fn sys_error(error: &str, code: &str) -> Value {
 /// Authenticates the connection, registers it with the hub and counts it
 /// online, then announces the session (`serverInfo`) and hands over what was
 /// queued for the user while offline.
-async fn open(gw: Arc<CometGateway>, req: ConnectRequest) -> Opening<Session> {
+async fn open(
+    gw: Arc<CometGateway>,
+    req: ConnectRequest,
+    client: Option<String>,
+) -> Opening<Session> {
     let authorized = matches!(
         gw.domain
-            .comet_authenticate(&req.dev, req.user_id, &req.key)
+            .comet_authenticate(&req.dev, req.user_id, &req.key, client.as_deref())
             .await,
         Ok(true)
     );

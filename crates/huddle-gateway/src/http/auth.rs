@@ -36,8 +36,10 @@ pub struct RefreshInput {
     refresh_token: String,
 }
 
-/// The peer address of the connection (the sign-in rate-limit key).
-pub struct ClientAddr(String);
+/// The peer address of the connection (the sign-up and sign-in rate-limit
+/// key). huddle trusts no forwarding header: behind a reverse proxy every
+/// client has the proxy's address, so raise the per-address limits there.
+pub struct ClientAddr(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = std::convert::Infallible;
@@ -52,22 +54,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     }
 }
 
-/// Create an account and sign in.
+/// Create an account and sign in (rate-limited per address; 503 when password
+/// hashing is at its bound).
 #[utoipa::path(post, path = "/api/auth/signup", tag = "auth", request_body = SignupInput,
-    responses((status = 201, body = AuthResult), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope)))]
+    responses((status = 201, body = AuthResult), (status = 400, body = ErrorEnvelope), (status = 409, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn signup(
     State(s): State<AppState>,
+    ClientAddr(addr): ClientAddr,
     Json(input): Json<SignupInput>,
 ) -> ApiResult<(StatusCode, axum::Json<AuthResult>)> {
     Ok((
         StatusCode::CREATED,
-        axum::Json(s.domain.signup(input).await?),
+        axum::Json(s.domain.signup(input, &addr).await?),
     ))
 }
 
 /// Sign in with email and password (rate-limited per account and per address).
 #[utoipa::path(post, path = "/api/auth/signin", tag = "auth", request_body = SigninInput,
-    responses((status = 200, body = AuthResult), (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope)))]
+    responses((status = 200, body = AuthResult), (status = 401, body = ErrorEnvelope), (status = 429, body = ErrorEnvelope),
+        (status = 503, body = ErrorEnvelope)))]
 async fn signin(
     State(s): State<AppState>,
     ClientAddr(addr): ClientAddr,

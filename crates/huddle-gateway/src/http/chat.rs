@@ -77,13 +77,15 @@ async fn history(
 /// Post a chat; it is broadcast to the channel room as `new-chat`.
 #[utoipa::path(post, path = "/api/channels/{id}/chat", tag = "chat", security(("bearer" = [])),
     params(("id" = String, Path)), request_body = NewChat,
-    responses((status = 201, body = ChatInfo), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope)))]
+    responses((status = 201, body = ChatInfo), (status = 400, body = ErrorEnvelope), (status = 404, body = ErrorEnvelope),
+        (status = 429, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn post(
     State(s): State<AppState>,
     Auth(caller): Auth,
     PathId(id): PathId,
     Json(input): Json<NewChat>,
 ) -> ApiResult<(StatusCode, axum::Json<ChatInfo>)> {
+    s.domain.take_rest_chat_write(&caller)?;
     let chat = s
         .domain
         .post_chat(
@@ -108,6 +110,7 @@ async fn modify(
     PathIds(id, chat): PathIds,
     Json(input): Json<ChatEdit>,
 ) -> ApiResult<axum::Json<ChatInfo>> {
+    s.domain.take_rest_chat_write(&caller)?;
     Ok(axum::Json(
         s.domain
             .modify_chat(&caller, &id, None, chat_id(&chat)?, &input.content, None)
@@ -124,6 +127,7 @@ async fn delete(
     Auth(caller): Auth,
     PathIds(id, chat): PathIds,
 ) -> ApiResult<axum::Json<ChatInfo>> {
+    s.domain.take_rest_chat_write(&caller)?;
     Ok(axum::Json(
         s.domain
             .delete_chat(&caller, &id, None, chat_id(&chat)?, None)

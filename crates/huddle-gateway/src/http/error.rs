@@ -9,7 +9,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use huddle_core::Refusal;
 use huddle_domain::DomainError;
+
+/// Marks a response that answered a busy database (503), so that the metrics
+/// middleware counts [`Refusal::DatabaseBusy`] once per request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DatabaseBusy;
 
 /// The error envelope.
 #[derive(Serialize, ToSchema)]
@@ -72,6 +78,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let mut database_busy = false;
         let (status, code, message, field, retry_after) = match self {
             ApiError::Domain(e) => {
                 let status = match &e {
@@ -81,6 +88,7 @@ impl IntoResponse for ApiError {
                     DomainError::NotFound(_) => StatusCode::NOT_FOUND,
                     DomainError::Conflict(_) => StatusCode::CONFLICT,
                     DomainError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    DomainError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
                     DomainError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
                 };
                 let field = match &e {
@@ -88,7 +96,10 @@ impl IntoResponse for ApiError {
                     _ => None,
                 };
                 let retry = match &e {
-                    DomainError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+                    DomainError::RateLimited { retry_after_secs }
+                    | DomainError::Unavailable {
+                        retry_after_secs, ..
+                    } => Some(*retry_after_secs),
                     _ => None,
                 };
                 let message = match &e {
@@ -98,6 +109,13 @@ impl IntoResponse for ApiError {
                     }
                     other => other.to_string(),
                 };
+                if let DomainError::Unavailable {
+                    reason: Refusal::DatabaseBusy,
+                    ..
+                } = &e
+                {
+                    database_busy = true;
+                }
                 (status, e.code(), message, field, retry)
             }
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "invalid_body", m, None, None),
@@ -141,6 +159,10 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if database_busy {
+            // Counted by `metrics::track`, which holds the node's counters.
+            response.extensions_mut().insert(DatabaseBusy);
+        }
         if let Some(secs) = retry_after {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);

@@ -55,7 +55,7 @@ async fn delete_me(State(s): State<AppState>, Auth(caller): Auth) -> ApiResult<S
 
 /// Change the password; every other session is revoked.
 #[utoipa::path(post, path = "/api/me/password", tag = "me", security(("bearer" = [])), request_body = PasswordChange,
-    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope)))]
+    responses((status = 204), (status = 400, body = ErrorEnvelope), (status = 403, body = ErrorEnvelope), (status = 503, body = ErrorEnvelope)))]
 async fn change_password(
     State(s): State<AppState>,
     Auth(caller): Auth,

@@ -102,6 +102,16 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(req).await;
+    if response
+        .extensions()
+        .get::<super::error::DatabaseBusy>()
+        .is_some()
+    {
+        state
+            .domain
+            .refusals()
+            .count(huddle_core::Refusal::DatabaseBusy);
+    }
     state.metrics.observe(
         &method,
         &route,

@@ -57,8 +57,22 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let _ = writeln!(out, "huddle_db_pool_connections{{state=\"open\"}} {size}");
     let _ = writeln!(out, "huddle_db_pool_connections{{state=\"idle\"}} {idle}");
     let _ = writeln!(out, "huddle_db_pool_connections{{state=\"max\"}} {max}");
+    render_hashing(&s.domain.hash_stats(), &mut out);
     for source in s.extra_metrics.iter() {
         source.render(&mut out);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+}
+
+/// The password-hashing bound's gauges.
+fn render_hashing(h: &huddle_domain::HashStats, out: &mut String) {
+    use std::fmt::Write;
+    out.push_str("# HELP huddle_password_hashes_in_flight Password hashes running now (bounded by auth.hash_concurrency).\n# TYPE huddle_password_hashes_in_flight gauge\n");
+    let _ = writeln!(out, "huddle_password_hashes_in_flight {}", h.in_flight);
+    out.push_str("# HELP huddle_password_hashes_in_flight_max The most password hashes that ran at once since start.\n# TYPE huddle_password_hashes_in_flight_max gauge\n");
+    let _ = writeln!(out, "huddle_password_hashes_in_flight_max {}", h.peak);
+    out.push_str("# HELP huddle_password_hashes_waiting Callers waiting to hash a password (bounded by auth.hash_queue).\n# TYPE huddle_password_hashes_waiting gauge\n");
+    let _ = writeln!(out, "huddle_password_hashes_waiting {}", h.waiting);
+    out.push_str("# HELP huddle_password_hash_concurrency The bound on password hashes running at once.\n# TYPE huddle_password_hash_concurrency gauge\n");
+    let _ = writeln!(out, "huddle_password_hash_concurrency {}", h.concurrency);
 }

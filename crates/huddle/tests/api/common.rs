@@ -67,6 +67,11 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.auth.jwt_secret = Some(Secret(JWT_SECRET.into()));
     c.auth.argon2_memory_kib = 64;
     c.auth.argon2_iterations = 1;
+    // Tests sign up and post from one address far faster than people do;
+    // the tests of these limits set them low again.
+    c.limits.signup_ip_attempts = 100_000;
+    c.limits.chat_per_sec = 100_000;
+    c.limits.chat_burst = 100_000;
     // Many servers run at once: no fixed second port.
     c.comet.listen = String::new();
     c.users_socket.port = 0;
@@ -155,6 +160,49 @@ async fn start(config: Config, schema: Option<String>, dir: Arc<tempfile::TempDi
         schema,
         _dir: dir,
     }
+}
+
+/// A client whose connections come from `ip` (a loopback address such as
+/// 127.0.0.2), for limits keyed by the client address.
+pub fn client_from(ip: &str) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(Some(ip.parse().expect("ip")))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client")
+}
+
+/// Sends `body` as JSON with `client`; the answer as a [`Reply`].
+pub async fn send_json(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Reply {
+    let mut req = client.request(method, url).json(&body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.expect("request sent");
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body read");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Reply {
+        status,
+        body,
+        headers,
+    }
+}
+
+/// The value of the `/metrics` sample named exactly `series`, or 0.
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A signed-up user.

@@ -11,6 +11,7 @@ mod channels;
 mod chat;
 mod community_join;
 mod events;
+mod limits;
 mod ops;
 mod permissions;
 mod workspaces;

@@ -198,6 +198,42 @@ impl Comet {
         Self::open_raw(&url, dev, &uuid).await
     }
 
+    /// Connects like [`Comet::connect`], from the local address `ip` (a
+    /// loopback address such as 127.0.0.2), for limits keyed by address.
+    pub async fn connect_from(app: &TestApp, ip: &str, dev: &str, myid: &str, key: &str) -> Comet {
+        let uuid = new_uuid();
+        let url = ws_url(app, &connect_tail(key, myid, dev, &uuid));
+        let server: std::net::SocketAddr = app
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("server address");
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind(std::net::SocketAddr::new(ip.parse().expect("ip"), 0))
+            .expect("bind the client address");
+        let stream = socket.connect(server).await.expect("tcp connect");
+        let (ws, _) = tokio::time::timeout(
+            WAIT,
+            tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(stream)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("connect {url}: timed out"))
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+        let mut c = Comet {
+            ws,
+            pending: VecDeque::new(),
+            info: Value::Null,
+            uuid,
+            dev: dev.to_owned(),
+            barrier: 0,
+        };
+        let first = c.next().await;
+        assert!(is(&first, "sys", "serverInfo"), "got {first}");
+        c.info = first;
+        c
+    }
+
     /// Opens `url`; reads nothing.
     pub async fn open_raw(url: &str, dev: &str, uuid: &str) -> Comet {
         let (ws, _) = tokio::time::timeout(WAIT, connect_async(url))

@@ -11,6 +11,7 @@ use crate::client::*;
 use crate::common::*;
 
 both_engines!(
+    hash_guessing_is_bounded_per_address_and_per_user,
     refusals_are_http_errors_on_the_upgrade,
     server_info_comes_first_and_anonymous_js_url_is_accepted,
     empty_session_and_user_are_anonymous_as_the_seed_says,
@@ -289,5 +290,66 @@ async fn origin_allow_list_refuses_with_423(engine: Engine) {
         .await
         .expect("no allow-list: no Origin");
     drop(ws);
+    app.stop().await;
+}
+
+fn comet_auth_refusals(m: &str) -> f64 {
+    sample(m, "huddle_refused_total{reason=\"comet_auth_rate\"}")
+}
+
+/// Failed authorisations are bounded per client address and per (dev id,
+/// user id): past the bound a connection is anonymous without its key being
+/// checked (even the right key), counted as `comet_auth_rate`; another
+/// address still authorises until the user's own ceiling is reached.
+async fn hash_guessing_is_bounded_per_address_and_per_user(engine: Engine) {
+    let app = spawn_app_with(engine, |c| {
+        c.comet.password = Some(Secret(password()));
+        c.limits.comet_auth_ip_failures = 3;
+        c.limits.comet_auth_user_failures = 5;
+    })
+    .await;
+    let api = Api::new(&app);
+    api.set_hash("1", 42, "rightkey").await;
+    for guess in ["guess1", "guess2", "guess3"] {
+        let c = Comet::connect_from(&app, "127.0.0.2", "1", "42", guess).await;
+        assert!(!c.authorized_flag(), "{}", c.info);
+        c.close().await;
+    }
+    let c = Comet::connect_from(&app, "127.0.0.2", "1", "42", "rightkey").await;
+    assert!(
+        !c.authorized_flag(),
+        "past the address's bound the key is not checked: {}",
+        c.info
+    );
+    c.close().await;
+    assert_eq!(comet_auth_refusals(&app.metrics().await), 1.0);
+
+    let c = Comet::connect_from(&app, "127.0.0.3", "1", "42", "rightkey").await;
+    assert!(
+        c.authorized_flag(),
+        "another address authorises: {}",
+        c.info
+    );
+    c.close().await;
+
+    // Two more failures from a third address: the user's ceiling (5).
+    for guess in ["guess4", "guess5"] {
+        let c = Comet::connect_from(&app, "127.0.0.4", "1", "42", guess).await;
+        assert!(!c.authorized_flag(), "{}", c.info);
+        c.close().await;
+    }
+    let c = Comet::connect_from(&app, "127.0.0.5", "1", "42", "rightkey").await;
+    assert!(
+        !c.authorized_flag(),
+        "past the user's ceiling the key is not checked: {}",
+        c.info
+    );
+    c.close().await;
+    // Another user of the tenant is not affected.
+    api.set_hash("1", 43, "otherkey").await;
+    let c = Comet::connect_from(&app, "127.0.0.5", "1", "43", "otherkey").await;
+    assert!(c.authorized_flag(), "{}", c.info);
+    c.close().await;
+    assert_eq!(comet_auth_refusals(&app.metrics().await), 2.0);
     app.stop().await;
 }
