@@ -13,4 +13,5 @@ mod community_join;
 mod events;
 mod ops;
 mod permissions;
+mod socket_race;
 mod workspaces;
