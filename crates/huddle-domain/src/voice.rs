@@ -199,6 +199,25 @@ impl Domain {
         })
     }
 
+    /// Whether a socket authenticated as `session_id` of `user_id` in
+    /// `workspace_id` may stay so: the session is live and the user still a
+    /// member. A front door calls it once, *after* subscribing the socket to
+    /// its topics: an end committed before this read is seen here, and one
+    /// committed after it publishes its event after the socket subscribed, so
+    /// the event reaches the socket. Either way no socket outlives its session
+    /// or membership, whatever the interleaving with its authentication.
+    pub async fn socket_still_authorized(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        workspace_id: &str,
+    ) -> DomainResult<bool> {
+        Ok(self
+            .db
+            .session_in_workspace(session_id, user_id, workspace_id)
+            .await?)
+    }
+
     async fn status_changed(&self, user_id: &str, status: OnlineStatus) -> DomainResult<()> {
         let workspace_ids = self.db.workspace_ids_of_user(user_id).await?;
         self.emit(DomainEvent::OnlineStatusUpdated {

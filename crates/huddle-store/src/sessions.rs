@@ -45,6 +45,28 @@ impl Db {
             .await?)
     }
 
+    /// Whether session `session_id` of `user_id` is still live (not revoked,
+    /// not deleted with its account) and `user_id` still a member of
+    /// `workspace_id`: one query, for re-checking a socket's authentication
+    /// after it subscribed (see the Socket.IO front door).
+    pub async fn session_in_workspace(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        workspace_id: &str,
+    ) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions s JOIN workspace_members m ON m.user_id = s.user_id \
+             WHERE s.id = $1 AND s.user_id = $2 AND s.revoked_at IS NULL AND m.workspace_id = $3",
+        )
+        .bind(session_id)
+        .bind(user_id)
+        .bind(workspace_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
     /// Finds a refresh token by its hash, with its session.
     pub async fn refresh_token(&self, hash: &str) -> Result<RefreshLookup, StoreError> {
         let t: Option<RefreshTokenRecord> =

@@ -201,6 +201,11 @@ async fn handshake(
     ];
     // The slot first: a refused socket never reaches the hub.
     let max = rt.domain.realtime().max_connections_per_user;
+    let (session_id, user_id, workspace_id) = (
+        caller.session_id.clone(),
+        caller.user_id.clone(),
+        ws.clone(),
+    );
     let ctx = CommuCtx {
         caller,
         workspace_id: ws,
@@ -215,6 +220,22 @@ async fn handshake(
     rt.hub.register(conn);
     for t in topics {
         rt.hub.join(&id, t);
+    }
+    // The token and membership were read before the socket subscribed: an end
+    // committed in between published its close event to no one. Checked again
+    // now, an end this misses reaches the subscribed socket (see
+    // `Domain::socket_still_authorized`).
+    let still = rt
+        .domain
+        .socket_still_authorized(&session_id, &user_id, &workspace_id)
+        .await;
+    if !matches!(still, Ok(true)) {
+        if let Err(e) = still {
+            tracing::error!(socket = %id, error = %e, "re-checking a community handshake failed");
+        }
+        rt.commu.remove(&id);
+        rt.hub.unregister(&id);
+        return Err("Unauthorized".into());
     }
     Ok(())
 }

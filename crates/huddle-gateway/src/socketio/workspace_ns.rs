@@ -4,6 +4,7 @@
 //! checks); everything else goes through REST with `?socketId=`.
 
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use futures::future::BoxFuture;
 use serde_json::{json, Value};
@@ -155,18 +156,38 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
     }
 }
 
+/// Authenticates a socket of `/`, at most once and one attempt at a time.
+///
+/// Events of one socket run concurrently, so the attempt first takes the
+/// socket's auth deadline (see [`Realtime::begin_auth`]): a second `auth`
+/// arriving meanwhile is refused instead of subscribing the socket twice.
+///
+/// The session and membership are read before the socket is subscribed; an
+/// end (sign-out, revoked session, deleted account, kick, deleted workspace)
+/// committed in between would publish its close event to no one. So once
+/// subscribed, the socket is checked again ([`huddle_domain::Domain::socket_still_authorized`],
+/// one query): an end it misses is delivered after the subscription, and
+/// reaches the socket. A socket that fails it is torn down, as the close event
+/// would have done.
 async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: &Value, transaction: Option<String>) {
     let id = s.id().clone();
     let fail = |m: &str| api_error(&s, "auth", transaction.as_deref(), m);
     if rt.ctx(&id).is_some() {
         return fail("Socket is already authenticated");
     }
+    let Some(deadline) = rt.begin_auth(&id) else {
+        return fail("Socket is already authenticating");
+    };
     let Ok(input) = serde_json::from_value::<SocketAuthInput>(v.clone()) else {
+        rt.auth_failed(&s, deadline);
         return fail("Invalid data format for \"auth\" event");
     };
     let auth = match rt.domain.socket_auth(&id, input).await {
         Ok(a) => a,
-        Err(e) => return fail(&message(&e)),
+        Err(e) => {
+            rt.auth_failed(&s, deadline);
+            return fail(&message(&e));
+        }
     };
     let conn: Arc<dyn Connection> = s.clone();
     rt.hub.register(conn);
@@ -194,15 +215,31 @@ async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: &Value, transaction: Option<
             role: auth.role,
         },
     );
-    rt.auth_settled(&id);
-    // The socket may have gone while we authenticated: whoever takes the
-    // context first cleans up, so it happens exactly once.
-    if !s.connected() {
+    // Subscribed (and its context set, for whoever closes it): check again.
+    let still = rt
+        .domain
+        .socket_still_authorized(&auth.session_id, &auth.user_id, &auth.workspace_id)
+        .await;
+    let ended = match still {
+        Ok(holds) => !holds,
+        Err(e) => {
+            tracing::error!(socket = %id, error = %e, "re-checking an auth failed");
+            true
+        }
+    };
+    // The socket may have gone while we authenticated, or its session or
+    // membership ended: whoever takes the context first cleans up, so it
+    // happens exactly once.
+    if ended || !s.connected() {
         if rt.take_ctx(&id).is_some() {
             rt.hub.unregister(&id);
-            if let Err(e) = rt.domain.socket_closed(&id, false).await {
+            if let Err(e) = rt.domain.socket_closed(&id, ended).await {
                 tracing::error!(error = %e, "cleanup after auth failed");
             }
+        }
+        if ended {
+            tracing::info!(socket = %id, reason = "session_ended", "closing socket");
+            s.disconnect();
         }
         return;
     }
@@ -213,4 +250,29 @@ async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: &Value, transaction: Option<
         "reconnected": auth.reconnected,
     });
     let _full = s.emit("auth-success", &reply);
+}
+
+impl Realtime {
+    /// Starts an `auth` of socket `id` by taking it out of the auth timeout:
+    /// its deadline, or `None` when it is not waiting to authenticate (another
+    /// `auth` is running, it is authenticated, or it is gone).
+    fn begin_auth(&self, id: &str) -> Option<Instant> {
+        self.unauthenticated
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+            .map(|(deadline, _)| deadline)
+    }
+
+    /// A refused `auth`: the socket waits again, under its first deadline.
+    /// (A socket that left meanwhile may be put back; the sweeper forgets it
+    /// at that deadline.)
+    fn auth_failed(&self, socket: &Arc<Socket>, deadline: Instant) {
+        if socket.connected() {
+            self.unauthenticated
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(socket.id().clone(), (deadline, socket.clone()));
+        }
+    }
 }

@@ -14,4 +14,5 @@ mod events;
 mod limits;
 mod ops;
 mod permissions;
+mod socket_race;
 mod workspaces;
