@@ -2,6 +2,7 @@
 //! `main` runs and the integration tests start on port 0.
 
 pub mod config;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 

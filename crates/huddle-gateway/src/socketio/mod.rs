@@ -40,6 +40,10 @@ pub struct SocketIoSettings {
     pub rate_per_sec: u32,
     /// ...with bursts of this many (100). Past it, events are refused with `socket-api-error`.
     pub rate_burst: u32,
+    /// Engine.IO sessions per client address; past it a handshake gets 429.
+    pub sessions_per_address: usize,
+    /// Engine.IO sessions of the node; past it a handshake gets 503.
+    pub max_sessions: usize,
 }
 
 /// What an authenticated socket is.
@@ -103,6 +107,9 @@ impl Realtime {
                 max_payload: usize::try_from(settings.max_payload).unwrap_or(usize::MAX),
                 outbound_queue_bytes: settings.outbound_queue_bytes,
                 keep_headers: community_ns::HANDSHAKE_HEADERS.to_vec(),
+                sessions_per_address: settings.sessions_per_address,
+                max_sessions: settings.max_sessions,
+                refusals: domain.refusals().clone(),
                 ..huddle_sio::Config::default()
             };
             let sio = SioServer::new(config, move |ns| {
