@@ -209,7 +209,7 @@ async fn the_users_socket_listener_has_the_same_caps() {
     let server = start(|c| {
         c.users_socket.listen = "127.0.0.1:0".into();
         c.limits.connections_per_address = 2;
-        c.http.header_read_timeout = Duration::from_millis(500);
+        c.http.header_read_timeout = Duration::from_secs(3);
     })
     .await;
     let users = server.users.expect("users socket enabled");
@@ -219,7 +219,8 @@ async fn the_users_socket_listener_has_the_same_caps() {
         .metric_becomes("huddle_connections{listener=\"users_socket\"}", 2)
         .await;
     let mut third = connect(ATTACKER, users).await.expect("tcp accepts");
-    let answer = closed_within(&mut third, Duration::from_millis(300)).await;
+    // Closed at once, well before the header timeout would close it.
+    let answer = closed_within(&mut third, Duration::from_millis(1500)).await;
     assert!(answer.is_some(), "the users socket has no per-address cap");
     // Its half-open connections time out as the HTTP port's do.
     server
@@ -251,12 +252,14 @@ async fn slowloris_from_one_address_does_not_starve_a_bystander() {
         .expect("bystander");
     assert_eq!(status, 200);
     assert!(
-        asked.elapsed() < Duration::from_secs(1),
+        asked.elapsed() < Duration::from_secs(2),
         "the bystander waited {:?}",
         asked.elapsed()
     );
     assert!(server.metric(PER_ADDRESS).await >= 150);
-    assert!(server.metric(OPEN_HTTP).await <= 50 + 1);
+    // The 50 admitted, the observer's fetch, and the bystander's connection
+    // if its place is not released yet.
+    assert!(server.metric(OPEN_HTTP).await <= 50 + 2);
     // Within the header timeout (and some slack) every attacking connection is gone.
     server.metric_becomes(OPEN_HTTP, 1).await;
     assert_eq!(server.metric(HEADER_TIMEOUTS).await, 50);
