@@ -177,17 +177,17 @@ impl Connections {
 impl MetricsSource for Connections {
     fn render(&self, out: &mut String) {
         use std::fmt::Write;
-        out.push_str("# HELP huddle_connections Open TCP connections by listener (upgraded websockets included).\n# TYPE huddle_connections gauge\n");
+        out.push_str("# HELP huddle_tcp_connections Open TCP connections by listener (upgraded websockets included).\n# TYPE huddle_tcp_connections gauge\n");
         for l in Listener::ALL {
             let _ = writeln!(
                 out,
-                "huddle_connections{{listener=\"{}\"}} {}",
+                "huddle_tcp_connections{{listener=\"{}\"}} {}",
                 l.as_str(),
                 self.open(l)
             );
         }
-        out.push_str("# HELP huddle_connection_addresses Client addresses with an open connection.\n# TYPE huddle_connection_addresses gauge\n");
-        let _ = writeln!(out, "huddle_connection_addresses {}", self.addresses());
+        out.push_str("# HELP huddle_tcp_connection_addresses Client addresses with an open connection.\n# TYPE huddle_tcp_connection_addresses gauge\n");
+        let _ = writeln!(out, "huddle_tcp_connection_addresses {}", self.addresses());
     }
 }
 
@@ -339,7 +339,9 @@ async fn connection(c: Conn) {
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tcp), service);
     tokio::pin!(conn);
-    let watchdog = tokio::time::sleep(settings.header_read_timeout);
+    // First look at the connection when either bound could have passed.
+    let header_deadline = start + settings.header_read_timeout;
+    let watchdog = tokio::time::sleep(settings.header_read_timeout.min(settings.idle_timeout));
     tokio::pin!(watchdog);
     let mut stopping = false;
     loop {
@@ -365,8 +367,11 @@ async fn connection(c: Conn) {
                 conn.as_mut().graceful_shutdown();
             }
             () = &mut watchdog => {
-                let requests = activity.requests.load(Ordering::Relaxed);
-                if requests == 0 {
+                if activity.requests.load(Ordering::Relaxed) == 0 {
+                    if Instant::now() < header_deadline {
+                        watchdog.as_mut().reset(header_deadline);
+                        continue;
+                    }
                     connections.refusals.count(Refusal::HeaderTimeout);
                     tracing::debug!(%peer, "no request headers within the header read timeout; closing");
                     break;

@@ -15,7 +15,7 @@ const IDLE_TIMEOUTS: &str = "huddle_refused_total{reason=\"idle_timeout\"}";
 const PER_ADDRESS: &str = "huddle_refused_total{reason=\"connections_per_address\"}";
 const TOTAL: &str = "huddle_refused_total{reason=\"connections_total\"}";
 /// Open connections of the HTTP port, the observer's `/metrics` fetch included.
-const OPEN_HTTP: &str = "huddle_connections{listener=\"http\"}";
+const OPEN_HTTP: &str = "huddle_tcp_connections{listener=\"http\"}";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_half_open_request_is_closed_after_the_header_timeout() {
@@ -80,6 +80,39 @@ async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
         "closed too early: {:?}",
         idle.elapsed()
     );
+    server.metric_becomes(IDLE_TIMEOUTS, 1).await;
+    server.stop().await;
+}
+
+/// An HTTP/2 frame: length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = u32::try_from(payload.len())
+        .expect("small frame")
+        .to_be_bytes();
+    let mut f = vec![len[1], len[2], len[3], kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_is_closed_too() {
+    let server = start(|c| c.http.idle_timeout = Duration::from_millis(700)).await;
+    let mut tcp = connect(ATTACKER, server.http).await.expect("connect");
+    // Prior-knowledge HTTP/2: the preface, empty SETTINGS, and one GET
+    // /healthz (HPACK: :method GET, :scheme http, :authority x, :path).
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend(h2_frame(4, 0, 0, &[]));
+    let mut block = vec![0x82, 0x86, 0x41, 1, b'x', 0x44, 8];
+    block.extend_from_slice(b"/healthz");
+    hello.extend(h2_frame(1, 0x5, 1, &block));
+    tcp.write_all(&hello).await.expect("write");
+    let started = Instant::now();
+    let answer = closed_within(&mut tcp, Duration::from_secs(5))
+        .await
+        .expect("an idle HTTP/2 connection is held past the idle timeout");
+    assert!(!answer.is_empty(), "the request was not answered");
+    assert!(started.elapsed() >= Duration::from_millis(600));
     server.metric_becomes(IDLE_TIMEOUTS, 1).await;
     server.stop().await;
 }
@@ -216,7 +249,7 @@ async fn the_users_socket_listener_has_the_same_caps() {
     let _a = connect(ATTACKER, users).await.expect("connect");
     let _b = connect(ATTACKER, users).await.expect("connect");
     server
-        .metric_becomes("huddle_connections{listener=\"users_socket\"}", 2)
+        .metric_becomes("huddle_tcp_connections{listener=\"users_socket\"}", 2)
         .await;
     let mut third = connect(ATTACKER, users).await.expect("tcp accepts");
     // Closed at once, well before the header timeout would close it.
@@ -224,7 +257,7 @@ async fn the_users_socket_listener_has_the_same_caps() {
     assert!(answer.is_some(), "the users socket has no per-address cap");
     // Its half-open connections time out as the HTTP port's do.
     server
-        .metric_becomes("huddle_connections{listener=\"users_socket\"}", 0)
+        .metric_becomes("huddle_tcp_connections{listener=\"users_socket\"}", 0)
         .await;
     assert!(server.metric(HEADER_TIMEOUTS).await >= 2);
     server.stop().await;
