@@ -7,6 +7,7 @@
 #[path = "../api/common.rs"]
 mod common;
 
+mod binary;
 mod connections;
 mod harness;
 mod sessions;
