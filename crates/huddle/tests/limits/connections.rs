@@ -238,26 +238,40 @@ async fn open_websockets_count_against_the_cap_and_free_their_place_when_closed(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_users_socket_listener_has_the_same_caps() {
+async fn the_users_socket_and_comet_listeners_have_the_same_caps_and_timeouts() {
     let server = start(|c| {
         c.users_socket.listen = "127.0.0.1:0".into();
+        c.comet.listen = "127.0.0.1:0".into();
         c.limits.connections_per_address = 2;
         c.http.header_read_timeout = Duration::from_secs(3);
     })
     .await;
     let users = server.users.expect("users socket enabled");
+    let comet = server.comet.expect("comet listener enabled");
     let _a = connect(ATTACKER, users).await.expect("connect");
-    let _b = connect(ATTACKER, users).await.expect("connect");
+    let _b = connect(ATTACKER, comet).await.expect("connect");
     server
-        .metric_becomes("huddle_tcp_connections{listener=\"users_socket\"}", 2)
+        .metric_becomes("huddle_tcp_connections{listener=\"users_socket\"}", 1)
         .await;
-    let mut third = connect(ATTACKER, users).await.expect("tcp accepts");
-    // Closed at once, well before the header timeout would close it.
-    let answer = closed_within(&mut third, Duration::from_millis(1500)).await;
-    assert!(answer.is_some(), "the users socket has no per-address cap");
-    // Its half-open connections time out as the HTTP port's do.
+    server
+        .metric_becomes("huddle_tcp_connections{listener=\"comet\"}", 1)
+        .await;
+    // The cap counts the address on every listener together.
+    for to in [users, comet, server.http] {
+        let mut third = connect(ATTACKER, to).await.expect("tcp accepts");
+        // Closed at once, well before the header timeout would close it.
+        let answer = closed_within(&mut third, Duration::from_millis(1500)).await;
+        assert!(
+            answer.is_some_and(|a| a.is_empty()),
+            "{to} has no per-address cap"
+        );
+    }
+    // Their half-open connections time out as the HTTP port's do.
     server
         .metric_becomes("huddle_tcp_connections{listener=\"users_socket\"}", 0)
+        .await;
+    server
+        .metric_becomes("huddle_tcp_connections{listener=\"comet\"}", 0)
         .await;
     assert!(server.metric(HEADER_TIMEOUTS).await >= 2);
     server.stop().await;
@@ -299,5 +313,33 @@ async fn slowloris_from_one_address_does_not_starve_a_bystander() {
     for tcp in &mut attack {
         assert!(closed_within(tcp, Duration::from_secs(1)).await.is_some());
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_socket_websocket_holds_its_place_until_it_closes() {
+    let server = start(|c| {
+        c.users_socket.listen = "127.0.0.1:0".into();
+        c.users_socket.allow_missing_origin = true;
+        c.limits.connections_per_address = 1;
+    })
+    .await;
+    let users = server.users.expect("users socket enabled");
+    let tcp = connect(ATTACKER, users).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{users}/"), tcp)
+        .await
+        .expect("users socket upgrade");
+    const OPEN: &str = "huddle_tcp_connections{listener=\"users_socket\"}";
+    server.metric_becomes(OPEN, 1).await;
+    let mut second = connect(ATTACKER, users).await.expect("tcp accepts");
+    assert!(
+        closed_within(&mut second, Duration::from_secs(2))
+            .await
+            .is_some(),
+        "an upgraded users-socket connection no longer counts"
+    );
+    ws.close(None).await.expect("close");
+    while let Some(Ok(_)) = ws.next().await {}
+    server.metric_becomes(OPEN, 0).await;
     server.stop().await;
 }

@@ -22,6 +22,7 @@ pub const OBSERVER: [u8; 4] = [127, 0, 0, 3];
 pub struct Server {
     pub http: SocketAddr,
     pub users: Option<SocketAddr>,
+    pub comet: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: Arc<tempfile::TempDir>,
@@ -39,6 +40,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
         .expect("application builds");
     let http = app.local_addr();
     let users = app.users_socket_addr();
+    let comet = app.comet_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -46,6 +48,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
     Server {
         http,
         users,
+        comet,
         stop: Some(tx),
         task: Some(task),
         _dir: Arc::new(dir),
