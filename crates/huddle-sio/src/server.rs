@@ -331,3 +331,43 @@ pub(crate) fn text(body: impl Into<Body>) -> Response {
     )
         .into_response()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_capped_per_address_and_in_total_and_the_table_empties() {
+        let refusals = Arc::new(Refusals::default());
+        let server = SioServer::new(
+            Config {
+                sessions_per_address: 1,
+                max_sessions: 3,
+                refusals: refusals.clone(),
+                ..Config::default()
+            },
+            |_| None,
+        );
+        let inner = &server.inner;
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let first = inner.admit(a).ok();
+        assert!(first.is_some());
+        let refused = inner.admit(a).err().map(|r| r.status());
+        assert_eq!(refused, Some(StatusCode::TOO_MANY_REQUESTS));
+        // No known address (a unit test, a custom server): the total only.
+        let unknown = [inner.admit(None).ok(), inner.admit(None).ok()];
+        assert!(unknown.iter().all(Option::is_some));
+        let full = inner.admit(Some(IpAddr::from([10, 0, 0, 2])));
+        assert_eq!(
+            full.err().map(|r| r.status()),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(refusals.get(Refusal::SessionsPerAddress), 1);
+        assert_eq!(refusals.get(Refusal::SessionsTotal), 1);
+        drop(first);
+        drop(unknown);
+        let c = lock(&inner.counts);
+        assert_eq!(c.total, 0);
+        assert!(c.per_address.is_empty(), "an address outlived its sessions");
+    }
+}
