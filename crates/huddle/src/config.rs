@@ -172,6 +172,11 @@ pub struct HttpConfig {
     /// next request's headers are complete. Default `60s`.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Longest a request body may take to arrive in full, from its headers;
+    /// past it the request fails and the connection is closed (slow POST).
+    /// Default `30s`.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -292,6 +297,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
             header_read_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -14,6 +14,9 @@
 //!   `idle_timeout` until the next request's headers are complete (hyper's
 //!   own header timer, which runs from the end of the previous response, for
 //!   HTTP/1; a watchdog for HTTP/2).
+//! - **Body timeout.** A request body must arrive in full within
+//!   `body_read_timeout` of its headers (a slow POST is failed, and hyper
+//!   closes a connection whose body was not read to its end).
 //! - **Upgrades keep their slot.** Each request carries the connection's slot
 //!   ([`ConnectionSlot`]) in its extensions; a websocket handshake takes it
 //!   into the websocket's task, so an upgraded connection counts until it
@@ -51,6 +54,8 @@ pub struct ServeSettings {
     /// Longest a keep-alive connection may wait between requests (until the
     /// next request's headers are complete).
     pub idle_timeout: Duration,
+    /// Longest a request body may take to arrive in full, from its headers.
+    pub body_read_timeout: Duration,
     /// Open connections per client address (IPv6: per /64), all listeners together.
     pub connections_per_address: usize,
     /// Open connections of the node, all listeners together.
@@ -315,6 +320,7 @@ async fn connection(c: Conn) {
     let activity = Arc::new(Activity::default());
     let service = {
         let activity = activity.clone();
+        let (settings, connections) = (settings.clone(), connections.clone());
         let slot = ConnectionSlot(slot.clone());
         hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             activity.requests.fetch_add(1, Ordering::Relaxed);
@@ -330,8 +336,20 @@ async fn connection(c: Conn) {
             req.extensions_mut().insert(ConnectInfo(peer));
             req.extensions_mut().insert(slot.clone());
             let app = app.clone();
+            let req = req.map(|body| {
+                if http_body::Body::is_end_stream(&body) {
+                    axum::body::Body::new(body)
+                } else {
+                    axum::body::Body::new(BodyDeadline {
+                        body,
+                        deadline: Box::pin(tokio::time::sleep(settings.body_read_timeout)),
+                        connections: connections.clone(),
+                        expired: false,
+                    })
+                }
+            });
             async move {
-                let response = app.oneshot(req.map(axum::body::Body::new)).await;
+                let response = app.oneshot(req).await;
                 drop(done);
                 response
             }
@@ -421,5 +439,49 @@ pub fn default_max_connections() -> usize {
     match soft.map(usize::try_from) {
         Some(Ok(n)) => n.saturating_sub(256).max(64),
         _ => 1_000_000,
+    }
+}
+
+/// A request body that fails once `deadline` passes before its end: a slow
+/// POST holds its connection that long at most. Only bodies that are not
+/// empty get one (a boxed timer).
+struct BodyDeadline {
+    body: Incoming,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    connections: Arc<Connections>,
+    /// The deadline passed (counted once; every later poll fails too).
+    expired: bool,
+}
+
+impl http_body::Body for BodyDeadline {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let me = self.get_mut();
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut me.body).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if me.expired || me.deadline.as_mut().poll(cx).is_ready() {
+            if !me.expired {
+                me.expired = true;
+                me.connections.refusals.count(Refusal::BodyTimeout);
+            }
+            return Poll::Ready(Some(Err("the request body did not arrive in time".into())));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }

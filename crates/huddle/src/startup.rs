@@ -320,6 +320,7 @@ impl Application {
             ServeSettings {
                 header_read_timeout: config.http.header_read_timeout,
                 idle_timeout: config.http.idle_timeout,
+                body_read_timeout: config.http.body_read_timeout,
                 connections_per_address: config.limits.connections_per_address,
                 max_connections: match config.limits.max_connections {
                     0 => serve::default_max_connections(),

@@ -84,6 +84,36 @@ async fn a_keep_alive_connection_idle_past_the_idle_timeout_is_closed() {
     server.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_body_that_trickles_is_failed_after_the_body_timeout() {
+    let server = start(|c| c.http.body_read_timeout = Duration::from_millis(500)).await;
+    let mut tcp = connect(ATTACKER, server.http).await.expect("connect");
+    // Headers at once, then 9 of the 100 body bytes announced, then nothing.
+    tcp.write_all(
+        b"POST /api/auth/signin HTTP/1.1\r\nHost: huddle\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"email\":",
+    )
+    .await
+    .expect("write");
+    let started = Instant::now();
+    let answer = closed_within(&mut tcp, Duration::from_secs(5))
+        .await
+        .expect("a slow request body holds its connection past the body timeout");
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    let status = crate::harness::parse(&answer).map(|(s, _)| s);
+    assert!(
+        status.is_some_and(|s| (400..500).contains(&s)),
+        "answered {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    assert_eq!(
+        server
+            .metric("huddle_refused_total{reason=\"body_timeout\"}")
+            .await,
+        1
+    );
+    server.stop().await;
+}
+
 /// An HTTP/2 frame: length, type, flags, stream id, payload.
 fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let len = u32::try_from(payload.len())
