@@ -9,12 +9,14 @@
 //! - every queue is bounded, and a subscriber that falls behind is *told* how many
 //!   publications it lost ([`BusRecvError::Lagged`]) — nothing is dropped silently.
 
+pub mod addr;
 pub mod bus;
 pub mod hub;
 pub mod presence;
 pub mod rate;
 pub mod refusals;
 
+pub use addr::client_key;
 pub use bus::{
     as_subscriber, Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic,
 };

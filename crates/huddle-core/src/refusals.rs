@@ -40,6 +40,8 @@ refusals! {
     HeaderTimeout => "header_timeout",
     /// A keep-alive connection idle past its timeout.
     IdleTimeout => "idle_timeout",
+    /// A request body not complete within the body-read timeout (slow POST).
+    BodyTimeout => "body_timeout",
     /// An Engine.IO session past the per-address cap.
     SessionsPerAddress => "sessions_per_address",
     /// An Engine.IO session past the server's total cap.

@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use futures::task::AtomicWaker;
-use hyper::upgrade::OnUpgrade;
+use huddle_ws::OnUpgrade;
 use serde_json::value::RawValue;
 
 use huddle_core::{ConnId, Connection, DisconnectReason, Frame, QueueFull};

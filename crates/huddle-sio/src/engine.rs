@@ -687,7 +687,9 @@ mod tests {
         };
         let refusals = cfg.refusals.clone();
         let server = SioServer::new(cfg, move |_| Some(handler.clone()));
-        let conn = server.inner_for_tests().open(POLLING, Box::new([]));
+        let inner = server.inner_for_tests();
+        let slot = inner.admit(None).expect("a place under the caps");
+        let conn = inner.open(POLLING, Box::new([]), slot);
         conn.on_text("40").expect("connect");
         until("the connection", || conn.joined()).await;
         let extra = 5;

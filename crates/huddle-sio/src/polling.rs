@@ -11,15 +11,19 @@ use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
 use crate::engine::{CloseReason, EngineConn, POLLING, PROBED, WEBSOCKET};
-use crate::server::{refuse, text, Inner};
+use crate::server::{refuse, text, Inner, SessionSlot};
 use huddle_core::Refusal;
 
 /// Engine.IO's separator of packets in one polling payload.
 const SEPARATOR: char = '\u{1e}';
 
 /// `GET ?transport=polling` without a session: opens one.
-pub(crate) fn handshake(inner: Arc<Inner>, headers: Box<[(HeaderName, HeaderValue)]>) -> Response {
-    let conn = inner.open(POLLING, headers);
+pub(crate) fn handshake(
+    inner: Arc<Inner>,
+    headers: Box<[(HeaderName, HeaderValue)]>,
+    slot: SessionSlot,
+) -> Response {
+    let conn = inner.open(POLLING, headers, slot);
     tokio::spawn(heartbeat(Arc::downgrade(&conn)));
     text(inner.open_packet(&conn.sid, true))
 }

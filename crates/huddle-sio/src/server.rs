@@ -2,17 +2,18 @@
 //! (`/socket.io/`) that picks a transport.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use huddle_core::Refusals;
+use huddle_core::{Refusal, Refusals};
 
 use crate::engine::{CloseReason, EngineConn};
 use crate::socket::Handler;
@@ -44,6 +45,13 @@ pub struct Config {
     /// ...with bursts of this many. Leaving and re-joining a namespace does
     /// not refill it.
     pub events_burst: u32,
+    /// Sessions per client address (IPv6: per /64), counted from the
+    /// handshake until the session is forgotten; past it a handshake is
+    /// refused with 429. Requests without a known peer address are not
+    /// counted per address.
+    pub sessions_per_address: usize,
+    /// Sessions of the server; past it a handshake is refused with 503.
+    pub max_sessions: usize,
     /// Where refusals are counted (the node's table).
     pub refusals: Arc<Refusals>,
 }
@@ -60,6 +68,8 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(45),
             events_per_sec: 50,
             events_burst: 100,
+            sessions_per_address: 512,
+            max_sessions: 100_000,
             refusals: Arc::default(),
         }
     }
@@ -70,11 +80,46 @@ type Resolve = dyn Fn(&str) -> Option<Arc<dyn Handler>> + Send + Sync;
 pub(crate) struct Inner {
     pub cfg: Config,
     resolve: Box<Resolve>,
-    conns: Mutex<HashMap<Arc<str>, Arc<EngineConn>>>,
+    /// Each session with its place under the caps (freed when it is forgotten).
+    conns: Mutex<HashMap<Arc<str>, Registered>>,
+    /// Sessions (and handshakes under way) counted for the caps.
+    counts: Arc<Mutex<Counts>>,
     root: Arc<str>,
     /// Sessions this server closed as slow consumers (a full queue met by a
     /// reply or an emit; the hub counts its own).
     slow: AtomicU64,
+}
+
+/// A registered session and its place under the caps.
+type Registered = (Arc<EngineConn>, SessionSlot);
+
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    /// Removal path: an address leaves when its last session is forgotten.
+    per_address: HashMap<IpAddr, usize>,
+}
+
+/// A session's place under `sessions_per_address` and `max_sessions`, taken
+/// at the handshake; dropping it frees the place.
+pub(crate) struct SessionSlot {
+    counts: Arc<Mutex<Counts>>,
+    key: Option<IpAddr>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut c = lock(&self.counts);
+        c.total = c.total.saturating_sub(1);
+        if let Some(key) = self.key {
+            if let Some(n) = c.per_address.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    c.per_address.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -100,21 +145,63 @@ impl Inner {
     }
 
     pub fn forget(&self, sid: &str) {
-        lock(&self.conns).remove(sid);
+        // Dropped after the registry's lock: the slot takes the counts' lock.
+        let forgotten = lock(&self.conns).remove(sid);
+        drop(forgotten);
     }
 
     pub fn find(&self, sid: &str) -> Option<Arc<EngineConn>> {
-        lock(&self.conns).get(sid).cloned()
+        lock(&self.conns).get(sid).map(|(c, _)| c.clone())
     }
 
-    /// A new registered session.
+    /// A place for a new session from `peer` (`None`: unknown, counted in
+    /// the total only), or the 429/503 answer refusing it (counted).
+    pub fn admit(&self, peer: Option<IpAddr>) -> Result<SessionSlot, Box<Response>> {
+        let key = peer.map(huddle_core::client_key);
+        let refused = {
+            let mut c = lock(&self.counts);
+            if c.total >= self.cfg.max_sessions {
+                Some(Refusal::SessionsTotal)
+            } else if key.is_some_and(|k| {
+                c.per_address.get(&k).copied().unwrap_or(0) >= self.cfg.sessions_per_address
+            }) {
+                Some(Refusal::SessionsPerAddress)
+            } else {
+                c.total += 1;
+                if let Some(k) = key {
+                    *c.per_address.entry(k).or_insert(0) += 1;
+                }
+                None
+            }
+        };
+        match refused {
+            None => Ok(SessionSlot {
+                counts: self.counts.clone(),
+                key,
+            }),
+            Some(reason) => {
+                self.cfg.refusals.count(reason);
+                let (status, message) = match reason {
+                    Refusal::SessionsPerAddress => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "Too many sessions from this address",
+                    ),
+                    _ => (StatusCode::SERVICE_UNAVAILABLE, "Too many sessions"),
+                };
+                Err(Box::new(refuse_with(status, 4, message)))
+            }
+        }
+    }
+
+    /// A new registered session, in the place `slot` holds.
     pub fn open(
         self: &Arc<Self>,
         transport: u8,
         headers: Box<[(HeaderName, HeaderValue)]>,
+        slot: SessionSlot,
     ) -> Arc<EngineConn> {
         let conn = Arc::new(EngineConn::new(self.clone(), transport, headers));
-        lock(&self.conns).insert(conn.sid.clone(), conn.clone());
+        lock(&self.conns).insert(conn.sid.clone(), (conn.clone(), slot));
         conn
     }
 
@@ -147,6 +234,7 @@ impl SioServer {
                 cfg,
                 resolve: Box::new(resolve),
                 conns: Mutex::default(),
+                counts: Arc::default(),
                 root: "/".into(),
                 slow: AtomicU64::new(0),
             }),
@@ -188,7 +276,10 @@ impl SioServer {
     /// `io server disconnect`), every session closed after its queue is
     /// written; waits until they are gone or `grace` has passed.
     pub async fn close(&self, grace: Duration) {
-        let conns: Vec<_> = lock(&self.inner.conns).values().cloned().collect();
+        let conns: Vec<_> = lock(&self.inner.conns)
+            .values()
+            .map(|(c, _)| c.clone())
+            .collect();
         for c in &conns {
             c.disconnect_all();
             c.close(CloseReason::Shutdown);
@@ -202,13 +293,13 @@ impl SioServer {
 
 /// Engine.IO's error answers: `{"code":N,"message":"..."}` with 400.
 pub(crate) fn refuse(code: u8, message: &str) -> Response {
+    refuse_with(StatusCode::BAD_REQUEST, code, message)
+}
+
+/// An Engine.IO error answer with another status (429 and 503 for the caps).
+fn refuse_with(status: StatusCode, code: u8, message: &str) -> Response {
     let body = serde_json::json!({ "code": code, "message": message }).to_string();
-    (
-        StatusCode::BAD_REQUEST,
-        [(header::CONTENT_TYPE, "application/json")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 fn query<'a>(q: &'a str, key: &str) -> Option<&'a str> {
@@ -231,15 +322,29 @@ async fn entry(inner: Arc<Inner>, req: Request) -> Response {
         .iter()
         .filter_map(|n| req.headers().get(n).map(|v| (n.clone(), v.clone())))
         .collect();
+    let fresh = sid.is_none() && method == Method::GET;
+    let slot = match query(&q, "transport") {
+        Some("websocket" | "polling") if fresh => {
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip());
+            match inner.admit(peer) {
+                Ok(slot) => Some(slot),
+                Err(refused) => return *refused,
+            }
+        }
+        _ => None,
+    };
     match query(&q, "transport") {
-        Some("websocket") if method == Method::GET => ws::accept(inner, req, sid, headers),
-        Some("polling") => match (method, sid) {
-            (Method::GET, None) => polling::handshake(inner, headers),
-            (Method::GET, Some(sid)) => match inner.find(&sid) {
+        Some("websocket") if method == Method::GET => ws::accept(inner, req, sid, headers, slot),
+        Some("polling") => match (method, sid, slot) {
+            (Method::GET, None, Some(slot)) => polling::handshake(inner, headers, slot),
+            (Method::GET, Some(sid), _) => match inner.find(&sid) {
                 Some(conn) => polling::poll(conn).await,
                 None => refuse(1, "Session ID unknown"),
             },
-            (Method::POST, Some(sid)) => match inner.find(&sid) {
+            (Method::POST, Some(sid), _) => match inner.find(&sid) {
                 Some(conn) => polling::post(conn, req.into_body()).await,
                 None => refuse(1, "Session ID unknown"),
             },
@@ -257,4 +362,44 @@ pub(crate) fn text(body: impl Into<Body>) -> Response {
         body.into(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_capped_per_address_and_in_total_and_the_table_empties() {
+        let refusals = Arc::new(Refusals::default());
+        let server = SioServer::new(
+            Config {
+                sessions_per_address: 1,
+                max_sessions: 3,
+                refusals: refusals.clone(),
+                ..Config::default()
+            },
+            |_| None,
+        );
+        let inner = &server.inner;
+        let a = Some(IpAddr::from([10, 0, 0, 1]));
+        let first = inner.admit(a).ok();
+        assert!(first.is_some());
+        let refused = inner.admit(a).err().map(|r| r.status());
+        assert_eq!(refused, Some(StatusCode::TOO_MANY_REQUESTS));
+        // No known address (a unit test, a custom server): the total only.
+        let unknown = [inner.admit(None).ok(), inner.admit(None).ok()];
+        assert!(unknown.iter().all(Option::is_some));
+        let full = inner.admit(Some(IpAddr::from([10, 0, 0, 2])));
+        assert_eq!(
+            full.err().map(|r| r.status()),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(refusals.get(Refusal::SessionsPerAddress), 1);
+        assert_eq!(refusals.get(Refusal::SessionsTotal), 1);
+        drop(first);
+        drop(unknown);
+        let c = lock(&inner.counts);
+        assert_eq!(c.total, 0);
+        assert!(c.per_address.is_empty(), "an address outlived its sessions");
+    }
 }

@@ -15,11 +15,11 @@ use axum::extract::ws::Utf8Bytes;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
-use hyper::upgrade::OnUpgrade;
+use huddle_ws::OnUpgrade;
 use tokio::time::{sleep, Instant, Sleep};
 
 use crate::engine::{CloseReason, EngineConn, POLLING, PROBED, UPGRADING, WEBSOCKET};
-use crate::server::{refuse, Inner};
+use crate::server::{refuse, Inner, SessionSlot};
 use huddle_core::Refusal;
 use huddle_ws::{End, Flow, Msg, Stream, WebSocket};
 
@@ -29,6 +29,7 @@ pub(crate) fn accept(
     mut req: Request,
     sid: Option<String>,
     headers: Box<[(HeaderName, HeaderValue)]>,
+    slot: Option<SessionSlot>,
 ) -> Response {
     let existing = match sid {
         None => None,
@@ -47,6 +48,7 @@ pub(crate) fn accept(
         inner,
         existing,
         headers,
+        slot,
     });
     response
 }
@@ -60,6 +62,8 @@ enum Task {
         /// The polling session being upgraded, if any.
         existing: Option<Arc<EngineConn>>,
         headers: Box<[(HeaderName, HeaderValue)]>,
+        /// A new session's place under the caps (taken at the handshake).
+        slot: Option<SessionSlot>,
     },
     Running(Driver),
     Done,
@@ -89,6 +93,7 @@ impl Future for Task {
                         inner,
                         existing,
                         headers,
+                        slot,
                         ..
                     } = std::mem::replace(me, Task::Done)
                     else {
@@ -103,9 +108,10 @@ impl Future for Task {
                     };
                     let (io, read) = Stream::from_upgraded(upgraded);
                     let ws = WebSocket::new(io, read, inner.cfg.max_payload);
-                    *me = Task::Running(match existing {
-                        Some(conn) => Driver::probing(conn, ws),
-                        None => Driver::fresh(&inner, headers, ws),
+                    *me = Task::Running(match (existing, slot) {
+                        (Some(conn), _) => Driver::probing(conn, ws),
+                        (None, Some(slot)) => Driver::fresh(&inner, headers, ws, slot),
+                        (None, None) => return Poll::Ready(()),
                     });
                 }
             }
@@ -168,8 +174,9 @@ impl Driver {
         inner: &Arc<Inner>,
         headers: Box<[(HeaderName, HeaderValue)]>,
         ws: WebSocket,
+        slot: SessionSlot,
     ) -> Driver {
-        let conn = inner.open(WEBSOCKET, headers);
+        let conn = inner.open(WEBSOCKET, headers, slot);
         let open = inner.open_packet(&conn.sid, false);
         // The first packet: nothing else can be queued before the session is known.
         let _ = conn.push(open.into(), true);

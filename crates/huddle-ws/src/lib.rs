@@ -11,4 +11,6 @@ mod frame;
 mod websocket;
 
 pub use frame::{CLOSE_INVALID_DATA, CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
-pub use websocket::{handshake, End, Flow, Msg, Payload, Stream, WebSocket};
+pub use websocket::{
+    handshake, ConnectionSlot, End, Flow, Msg, OnUpgrade, Payload, Stream, Upgraded, WebSocket,
+};

@@ -15,6 +15,7 @@
 //! No extensions (permessage-deflate) are negotiated.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -25,7 +26,6 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use hyper::upgrade::{OnUpgrade, Upgraded};
 use hyper_util::rt::TokioIo;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -40,6 +40,38 @@ const READ_CHUNK: usize = 4096;
 const READ_BUDGET: usize = 64;
 /// Frames gathered into one vectored write.
 const FRAMES_PER_WRITE: usize = 32;
+
+/// A value the server attached to a request for the connection's whole life
+/// (its place under the listener's connection caps): the handshake takes it
+/// from the request's extensions and the websocket holds it until it ends, so
+/// an upgraded connection keeps counting while it lives without wrapping the
+/// `TcpStream` in another IO type.
+#[derive(Clone)]
+pub struct ConnectionSlot(pub Arc<dyn std::any::Any + Send + Sync>);
+
+/// The connection's upgrade (hyper's), with the request's [`ConnectionSlot`].
+pub struct OnUpgrade {
+    upgrade: hyper::upgrade::OnUpgrade,
+    slot: Option<ConnectionSlot>,
+}
+
+impl Future for OnUpgrade {
+    type Output = hyper::Result<Upgraded>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let me = self.get_mut();
+        Pin::new(&mut me.upgrade).poll(cx).map_ok(|io| Upgraded {
+            io,
+            slot: me.slot.take(),
+        })
+    }
+}
+
+/// An upgraded connection and its [`ConnectionSlot`]; see [`Stream::from_upgraded`].
+pub struct Upgraded {
+    io: hyper::upgrade::Upgraded,
+    slot: Option<ConnectionSlot>,
+}
 
 /// Checks a websocket opening handshake and takes the connection's upgrade.
 /// `Ok`: the `101` answer and the upgrade that resolves once it is sent.
@@ -70,11 +102,15 @@ pub fn handshake(req: &mut Request) -> Result<(Response, OnUpgrade), Box<Respons
         ));
     };
     let accept = wsframe::accept_key(key.as_bytes());
-    let Some(upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
+    let Some(upgrade) = req.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
         return Err(refuse(
             StatusCode::UPGRADE_REQUIRED,
             "this connection cannot be upgraded",
         ));
+    };
+    let upgrade = OnUpgrade {
+        upgrade,
+        slot: req.extensions_mut().remove::<ConnectionSlot>(),
     };
     let mut r = Response::new(Body::empty());
     *r.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -99,41 +135,50 @@ fn refuse(status: StatusCode, message: &'static str) -> Box<Response> {
     Box::new((status, message).into_response())
 }
 
-/// The upgraded connection: the bare TCP stream when the server is axum's
-/// (always, in huddle), otherwise hyper's boxed stream.
-pub enum Stream {
+/// The upgraded connection: the bare TCP stream when the server is
+/// huddle's own accept loop or axum's, otherwise hyper's boxed stream; and the
+/// request's [`ConnectionSlot`], released when the stream is dropped.
+pub struct Stream {
+    io: Io,
+    _slot: Option<ConnectionSlot>,
+}
+
+enum Io {
     Tcp(TcpStream),
-    Upgraded(TokioIo<Upgraded>),
+    Upgraded(TokioIo<hyper::upgrade::Upgraded>),
 }
 
 impl Stream {
     /// Unwraps an upgrade, with the bytes the HTTP layer read past the request.
     pub fn from_upgraded(upgraded: Upgraded) -> (Stream, Bytes) {
-        match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(upgraded) {
-            Ok(parts) => {
-                let tcp = parts.io.into_inner();
-                // Frames go out at once: a small write must not wait for the
-                // previous one's ACK (Nagle and a delayed ACK hold it ~40 ms).
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+        let Upgraded { io, slot } = upgraded;
+        let (io, read) =
+            match hyper_util::server::conn::auto::upgrade::downcast::<TokioIo<TcpStream>>(io) {
+                Ok(parts) => {
+                    let tcp = parts.io.into_inner();
+                    // Frames go out at once: a small write must not wait for the
+                    // previous one's ACK (Nagle and a delayed ACK hold it ~40 ms).
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                    (Io::Tcp(tcp), parts.read_buf)
                 }
-                (Stream::Tcp(tcp), parts.read_buf)
-            }
-            Err(upgraded) => (Stream::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
-        }
+                Err(upgraded) => (Io::Upgraded(TokioIo::new(upgraded)), Bytes::new()),
+            };
+        (Stream { io, _slot: slot }, read)
     }
 
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
+        match &mut self.io {
+            Io::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Upgraded(s) => Pin::new(s).poll_read(cx, buf),
         }
     }
 
     fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.io {
+            Io::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Upgraded(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
@@ -142,23 +187,23 @@ impl Stream {
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Stream::Upgraded(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        match &mut self.io {
+            Io::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Upgraded(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
 
     fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-            Stream::Upgraded(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.io {
+            Io::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Io::Upgraded(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.io {
+            Io::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Upgraded(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }

@@ -168,6 +168,19 @@ pub struct MediaConfig {
 pub struct HttpConfig {
     /// Address of the HTTP server (REST, ops, and later the sockets). Default `127.0.0.1:3000`.
     pub listen: SocketAddr,
+    /// Longest a new connection (on any listener) may take to send its first
+    /// request's headers before it is closed (Slowloris). Default `10s`.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Longest a keep-alive connection may wait between requests, until the
+    /// next request's headers are complete. Default `60s`.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// Longest a request body may take to arrive in full, from its headers;
+    /// past it the request fails and the connection is closed (slow POST).
+    /// Default `30s`.
+    #[serde(with = "duration")]
+    pub body_read_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -278,6 +291,20 @@ pub struct LimitsConfig {
     pub socket_events_burst: u32,
     /// Longest chat message in characters. Default 4000.
     pub chat_content_chars: usize,
+    /// Open TCP connections per client address (IPv6: per /64), every
+    /// listener together; past it a connection is closed at once. Leaves
+    /// room for an office behind one NAT. Default 512.
+    pub connections_per_address: usize,
+    /// Open TCP connections of the node, every listener together. Default 0:
+    /// the open-file limit (raised to its hard limit at start) less 256 kept
+    /// for the database and files, at least 64.
+    pub max_connections: usize,
+    /// Engine.IO sessions (websocket or polling) per client address (IPv6:
+    /// per /64); past it a handshake is refused with 429. Default 512.
+    pub sessions_per_address: usize,
+    /// Engine.IO sessions of the node; past it a handshake is refused with
+    /// 503. Default 100000.
+    pub max_sessions: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -312,6 +339,9 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -368,6 +398,10 @@ impl Default for LimitsConfig {
             socket_events_per_sec: 50,
             socket_events_burst: 100,
             chat_content_chars: 4000,
+            connections_per_address: 512,
+            max_connections: 0,
+            sessions_per_address: 512,
+            max_sessions: 100_000,
         }
     }
 }
@@ -574,6 +608,21 @@ impl Config {
         }
         if self.limits.outbound_queue_bytes == 0 {
             return invalid("limits.outbound_queue_bytes", "must be at least 1");
+        }
+        if self.limits.connections_per_address == 0
+            || self.limits.sessions_per_address == 0
+            || self.limits.max_sessions == 0
+        {
+            return invalid(
+                "limits.connections_per_address / sessions_*",
+                "must be at least 1",
+            );
+        }
+        if self.http.header_read_timeout.is_zero() || self.http.idle_timeout.is_zero() {
+            return invalid(
+                "http.header_read_timeout / idle_timeout",
+                "must be positive",
+            );
         }
         if self.realtime.auth_timeout.is_zero()
             || self.realtime.connect_timeout.is_zero()

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod datadir;
+pub mod serve;
 pub mod startup;
 pub mod telemetry;
 

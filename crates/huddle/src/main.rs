@@ -88,6 +88,8 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
     match command {
         Command::Serve => {
             telemetry::init();
+            let open_files = huddle::serve::raise_open_file_limit();
+            tracing::debug!(?open_files, "open-file limit");
             let shutdown = shutdown_signal()?;
             let app = Application::build(config).await?;
             let addr = app.local_addr();

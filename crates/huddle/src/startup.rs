@@ -2,7 +2,7 @@
 //! [`Config`]. The caller decides when it stops by passing a shutdown future,
 //! so tests bind port 0 and stop servers deterministically.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use huddle_gateway::users_ws::{UsersSocket, UsersSocketSettings};
 use huddle_store::{Db, DbOptions};
 
 use crate::config::{self, Config};
+use crate::serve::{self, Connections, Listener, ServeSettings};
 
 /// How long shutdown waits for in-flight requests after clients were told.
 const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
@@ -55,6 +56,8 @@ pub struct Application {
     users_socket: Arc<UsersSocket>,
     users_listener: Option<TcpListener>,
     session_sweep: std::time::Duration,
+    /// Open connections of every listener, under their caps.
+    connections: Arc<Connections>,
 }
 
 /// Connects to the database (creating the SQLite directory), runs migrations.
@@ -176,26 +179,6 @@ impl MetricsSource for BusMetrics {
     }
 }
 
-/// Serves a second listener until the shared stop flag turns true.
-fn serve_extra(
-    listener: TcpListener,
-    app: axum::Router,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-    what: &'static str,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(stopped)
-            .await
-        {
-            tracing::error!(error = %e, listener = what, "listener failed");
-        }
-    })
-}
-
 /// Ends expired sessions periodically (each announced as a Logout).
 fn spawn_session_sweeper(
     domain: Arc<Domain>,
@@ -281,6 +264,8 @@ impl Application {
                 rate_per_sec: config.limits.socket_events_per_sec,
                 rate_burst: config.limits.socket_events_burst,
                 connect_timeout: config.realtime.connect_timeout,
+                sessions_per_address: config.limits.sessions_per_address,
+                max_sessions: config.limits.max_sessions,
             },
         );
         let listener = bind(config.http.listen).map_err(|source| StartupError::Bind {
@@ -361,6 +346,19 @@ impl Application {
             }
         };
         let refusals = domain.refusals().clone();
+        let connections = Connections::new(
+            ServeSettings {
+                header_read_timeout: config.http.header_read_timeout,
+                idle_timeout: config.http.idle_timeout,
+                body_read_timeout: config.http.body_read_timeout,
+                connections_per_address: config.limits.connections_per_address,
+                max_connections: match config.limits.max_connections {
+                    0 => serve::default_max_connections(),
+                    n => n,
+                },
+            },
+            refusals.clone(),
+        );
         let state = AppState {
             domain,
             metrics: Arc::default(),
@@ -370,6 +368,7 @@ impl Application {
                 Arc::new(CometMetrics(comet.clone())),
                 Arc::new(UsersSocketMetrics(users_socket.clone())),
                 Arc::new(RefusalMetrics(refusals)),
+                connections.clone(),
             ]),
             comet: Some(comet.clone()),
         };
@@ -387,6 +386,7 @@ impl Application {
             users_socket,
             users_listener,
             session_sweep: config.auth.session_sweep_interval,
+            connections,
         })
     }
 
@@ -448,44 +448,52 @@ impl Application {
             comet.close_all(huddle_core::DisconnectReason::Shutdown);
             users.close_all();
             realtime.close().await;
-            let _no_second_listener = stop_tx.send(true);
+            let _every_listener_stopping = stop_tx.send(true);
         };
         if let Some(listener) = self.users_listener {
-            background.push(serve_extra(
+            background.push(tokio::spawn(serve::serve(
                 listener,
+                Listener::UsersSocket,
                 self.users_socket.router(),
+                self.connections.clone(),
                 stop_rx.clone(),
-                "users socket",
-            ));
+            )));
         }
         if let Some(listener) = self.comet_listener {
             let app = huddle_gateway::comet::ws_router(self.comet.clone());
-            background.push(serve_extra(listener, app, stop_rx.clone(), "comet"));
+            background.push(tokio::spawn(serve::serve(
+                listener,
+                Listener::Comet,
+                app,
+                self.connections.clone(),
+                stop_rx.clone(),
+            )));
         }
         let app = http::router(self.state, self.limits, Some(&self.realtime))
             .merge(huddle_gateway::comet::ws_router(self.comet));
-        let serve = axum::serve(
+        let serve = serve::serve(
             self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown);
+            Listener::Http,
+            app,
+            self.connections,
+            stop_rx,
+        );
         // Graceful, but bounded: a long-poll request the transport never answers
         // must not hold the process for a ping interval.
-        let served = tokio::select! {
-            r = serve.into_future() => r,
+        tokio::select! {
+            ((), ()) = async { tokio::join!(shutdown, serve) } => {}
             () = async move {
                 let _ = drain_deadline.wait_for(|s| *s).await;
                 tokio::time::sleep(SHUTDOWN_DRAIN).await;
             } => {
                 tracing::warn!("connections still open after the shutdown drain period; closing them");
-                Ok(())
             }
         };
         for task in background {
             task.abort();
         }
         db.close().await;
-        served
+        Ok(())
     }
 
     /// The Socket.IO front door (tests inspect its hub and presence).

@@ -44,6 +44,10 @@ pub struct SocketIoSettings {
     pub rate_burst: u32,
     /// A connection that joins no namespace within this is closed (45 s).
     pub connect_timeout: Duration,
+    /// Engine.IO sessions per client address; past it a handshake gets 429.
+    pub sessions_per_address: usize,
+    /// Engine.IO sessions of the node; past it a handshake gets 503.
+    pub max_sessions: usize,
 }
 
 /// What an authenticated socket is.
@@ -107,6 +111,8 @@ impl Realtime {
                 connect_timeout: settings.connect_timeout,
                 events_per_sec: settings.rate_per_sec,
                 events_burst: settings.rate_burst,
+                sessions_per_address: settings.sessions_per_address,
+                max_sessions: settings.max_sessions,
                 refusals: domain.refusals().clone(),
                 ..huddle_sio::Config::default()
             };
