@@ -414,3 +414,17 @@ impl Future for Driver {
         Poll::Ready(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The task is what every websocket connection costs while idle (its
+    /// cell holds it): it must stay a few hundred bytes (BENCHMARKS.md's
+    /// memory notes). Binary support added no state to it: a binary
+    /// packet's pending attachments live in the session, only while
+    /// incomplete.
+    #[test]
+    fn the_connection_task_stays_small() {
+        let size = std::mem::size_of::<super::Task>();
+        assert!(size <= 256, "Task is {size} bytes (224 when written)");
+    }
+}
