@@ -35,6 +35,11 @@ pub struct Frame {
     pub event: Arc<str>,
     /// The payload, JSON encoded once.
     pub payload: Arc<serde_json::value::RawValue>,
+    /// Binary attachments (Socket.IO's), referred to from `payload` by
+    /// placeholders `{"_placeholder":true,"num":i}`; `None` for every frame
+    /// without binary. Shared by every receiver, never copied per receiver;
+    /// only Socket.IO connections receive frames that have them.
+    attachments: Option<Arc<[bytes::Bytes]>>,
     /// One transport encoding of this frame, keyed (e.g. by namespace).
     wire: OnceLock<(Box<str>, Box<dyn Any + Send + Sync>)>,
 }
@@ -54,8 +59,20 @@ impl Frame {
         Frame {
             event,
             payload,
+            attachments: None,
             wire: OnceLock::new(),
         }
+    }
+
+    /// The frame with these binary attachments (none if `attachments` is empty).
+    pub fn with_attachments(mut self, attachments: Arc<[bytes::Bytes]>) -> Frame {
+        self.attachments = (!attachments.is_empty()).then_some(attachments);
+        self
+    }
+
+    /// Its binary attachments, in placeholder order (empty for most frames).
+    pub fn attachments(&self) -> &[bytes::Bytes] {
+        self.attachments.as_deref().unwrap_or(&[])
     }
 
     /// The transport encoding of this frame for `key`, made by `encode` at most
@@ -85,7 +102,10 @@ impl Frame {
 impl Clone for Frame {
     /// A copy shares the payload; its transport cache starts empty.
     fn clone(&self) -> Frame {
-        Frame::new(self.event.clone(), self.payload.clone())
+        Frame {
+            attachments: self.attachments.clone(),
+            ..Frame::new(self.event.clone(), self.payload.clone())
+        }
     }
 }
 

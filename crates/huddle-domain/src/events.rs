@@ -207,11 +207,17 @@ pub enum DomainEvent {
         chat: crate::chat::ChatInfo,
         origin: Option<String>,
     },
+    /// A client's relay to its call. `action`/`data` may hold Socket.IO
+    /// placeholders `{"_placeholder":true,"num":i}` naming `attachments[i]`
+    /// (binary the client sent); on the bus each attachment is one base64
+    /// string, encoded once per publication.
     ConversationBroadcast {
         channel_id: String,
         user_id: String,
         action: serde_json::Value,
         data: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "base64_list")]
+        attachments: Vec<bytes::Bytes>,
     },
 }
 
@@ -332,5 +338,58 @@ mod tests {
         assert_eq!(e.topic().as_str(), "workspace:w");
         let back: DomainEvent = serde_json::from_value(v).expect("decode");
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn broadcast_attachments_cross_the_bus_as_base64() {
+        let e = DomainEvent::ConversationBroadcast {
+            channel_id: "c".into(),
+            user_id: "u".into(),
+            action: "a".into(),
+            data: serde_json::json!({"_placeholder": true, "num": 0}),
+            attachments: vec![bytes::Bytes::from_static(&[0, 255, 1]), bytes::Bytes::new()],
+        };
+        let v = serde_json::to_value(&e).expect("encode");
+        assert_eq!(v["attachments"], serde_json::json!(["AP8B", ""]));
+        let back: DomainEvent = serde_json::from_value(v).expect("decode");
+        assert_eq!(back, e);
+        // Without binary, nothing is added (and older publications decode).
+        let plain = DomainEvent::ConversationBroadcast {
+            channel_id: "c".into(),
+            user_id: "u".into(),
+            action: "a".into(),
+            data: serde_json::Value::Null,
+            attachments: Vec::new(),
+        };
+        let v = serde_json::to_value(&plain).expect("encode");
+        assert!(v.get("attachments").is_none());
+        assert_eq!(
+            serde_json::from_value::<DomainEvent>(v).expect("decode"),
+            plain
+        );
+    }
+}
+
+/// Binary on the JSON bus: a list of standard base64 strings.
+mod base64_list {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[bytes::Bytes], s: S) -> Result<S::Ok, S::Error> {
+        let encoded: Vec<String> = list.iter().map(|b| STANDARD.encode(b)).collect();
+        encoded.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<bytes::Bytes>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|t| {
+                STANDARD
+                    .decode(t)
+                    .map(bytes::Bytes::from)
+                    .map_err(serde::de::Error::custom)
+            })
+            .collect()
     }
 }

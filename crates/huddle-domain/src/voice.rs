@@ -151,6 +151,7 @@ impl Domain {
                         user_id: caller.user_id.clone(),
                         action: Value::from("socket-reconnecting"),
                         data: Value::Bool(false),
+                        attachments: Vec::new(),
                     })
                     .await;
                 }
@@ -275,6 +276,7 @@ impl Domain {
                         user_id: d.user_id.to_string(),
                         action: Value::from("socket-reconnecting"),
                         data: Value::Bool(true),
+                        attachments: Vec::new(),
                     })
                     .await;
                 }
@@ -577,12 +579,15 @@ impl Domain {
             .collect())
     }
 
-    /// Relays a client's `conversation-broadcast` to everyone in its call.
+    /// Relays a client's `conversation-broadcast` to everyone in its call,
+    /// with the binary `attachments` its placeholders name (see
+    /// [`DomainEvent::ConversationBroadcast`]).
     pub async fn conversation_broadcast(
         &self,
         conn: &str,
         action: Value,
         data: Value,
+        attachments: Vec<bytes::Bytes>,
     ) -> DomainResult<()> {
         let d = self
             .presence
@@ -596,6 +601,7 @@ impl Domain {
             user_id: d.user_id.to_string(),
             action,
             data,
+            attachments,
         })
         .await;
         Ok(())

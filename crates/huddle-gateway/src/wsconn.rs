@@ -259,7 +259,7 @@ fn next(
     let read = ws.poll_read(cx, |msg| {
         message = Some(match msg {
             Msg::Text(t) => Event::Text(t.to_owned()),
-            Msg::Binary => Event::Binary,
+            Msg::Binary(_) => Event::Binary,
         });
         Ok::<_, std::convert::Infallible>(Flow::Pause)
     });

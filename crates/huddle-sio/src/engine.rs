@@ -12,6 +12,9 @@
 //!   `disconnect` handler);
 //! - an idle session holds no buffer: the queue's storage is taken whole by
 //!   the writer and freed;
+//! - a binary packet's attachments are held only until its last one
+//!   arrives (at most [`packet::MAX_ATTACHMENTS`], all of it within
+//!   `max_payload` bytes); an idle session holds none;
 //! - closing is idempotent and runs the namespace handlers' `disconnect`
 //!   exactly once per accepted socket.
 
@@ -22,6 +25,7 @@ use std::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use axum::http::{HeaderName, HeaderValue};
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::task::AtomicWaker;
 use huddle_core::{Refusal, TokenBucket};
@@ -49,13 +53,17 @@ pub(crate) enum CloseReason {
     ConnectTimeout,
     /// The server closed the connection ([`Socket::close_connection`]).
     ServerClose,
+    /// A binary packet and its attachments together past `max_payload`.
+    TooBig,
 }
 
 impl CloseReason {
     fn socket_reason(self) -> Reason {
         match self {
             CloseReason::TransportClose | CloseReason::ConnectTimeout => Reason::TransportClose,
-            CloseReason::TransportError | CloseReason::ProtocolError => Reason::TransportError,
+            CloseReason::TransportError | CloseReason::ProtocolError | CloseReason::TooBig => {
+                Reason::TransportError
+            }
             CloseReason::PingTimeout => Reason::PingTimeout,
             CloseReason::SlowConsumer => Reason::SlowConsumer,
             CloseReason::Shutdown => Reason::Shutdown,
@@ -72,6 +80,7 @@ impl CloseReason {
     /// | server close    | 1000 | `server closed`        |
     /// | shutdown        | 1001 | `server shutting down` |
     /// | protocol error  | 1002 | `protocol error`       |
+    /// | too big         | 1009 | `message too big`      |
     /// | slow consumer   | 1008 | `slow consumer`        |
     /// | connect timeout | 1008 | `connect timeout`      |
     /// | ping timeout    | 1011 | `ping timeout`         |
@@ -82,6 +91,7 @@ impl CloseReason {
             CloseReason::ServerClose => (1000, "server closed"),
             CloseReason::Shutdown => (1001, "server shutting down"),
             CloseReason::ProtocolError => (1002, "protocol error"),
+            CloseReason::TooBig => (1009, "message too big"),
             CloseReason::SlowConsumer => (1008, "slow consumer"),
             CloseReason::ConnectTimeout => (1008, "connect timeout"),
             CloseReason::PingTimeout => (1011, "ping timeout"),
@@ -130,9 +140,55 @@ pub(crate) enum Refused {
     Closed,
 }
 
+/// One outbound message: an Engine.IO packet, or a binary attachment that
+/// follows its binary packet's header (a binary websocket frame; `b<base64>`
+/// on polling). Both share their bytes: nothing is copied per receiver.
+#[derive(Clone)]
+pub(crate) enum Out {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        match self {
+            Out::Text(t) => t.len(),
+            Out::Binary(b) => b.len(),
+        }
+    }
+}
+
+impl huddle_ws::Payload for Out {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Out::Text(t) => t.as_str().as_bytes(),
+            Out::Binary(b) => b,
+        }
+    }
+
+    fn binary(&self) -> bool {
+        matches!(self, Out::Binary(_))
+    }
+}
+
+/// A binary packet whose attachments are still arriving.
+struct Incoming {
+    /// The socket its event goes to; `None`: read and dropped (a client's
+    /// binary ack, a namespace not joined, an event already answered as
+    /// malformed).
+    to: Option<Arc<Socket>>,
+    name: String,
+    args: Vec<Value>,
+    ack: Option<u64>,
+    expected: u32,
+    got: Vec<Bytes>,
+    /// Bytes of the packet so far (its header's text included).
+    bytes: usize,
+}
+
 #[derive(Default)]
 struct Outbox {
-    queue: VecDeque<Utf8Bytes>,
+    queue: VecDeque<Out>,
     /// The bytes of `queue`.
     bytes: usize,
     closed: Option<CloseReason>,
@@ -154,8 +210,9 @@ pub(crate) struct EngineConn {
     ping: AtomicU8,
     /// A long-poll request is pending.
     pub polling: AtomicBool,
-    /// Binary attachments still to arrive (and be discarded).
-    attachments: AtomicU32,
+    /// The binary packet being received, until its last attachment; `None`
+    /// (nothing allocated) otherwise.
+    incoming: Mutex<Option<Box<Incoming>>>,
     finished: AtomicBool,
     writer_done: AtomicBool,
     /// When the session opened (the connect timeout counts from here).
@@ -194,7 +251,7 @@ impl EngineConn {
             transport: AtomicU8::new(transport),
             ping: AtomicU8::new(PING_NONE),
             polling: AtomicBool::new(false),
-            attachments: AtomicU32::new(0),
+            incoming: Mutex::new(None),
             finished: AtomicBool::new(false),
             writer_done: AtomicBool::new(false),
             opened: tokio::time::Instant::now(),
@@ -253,7 +310,11 @@ impl EngineConn {
     /// acknowledgement): never past the bound. A full queue closes the
     /// session as a slow consumer (counted).
     pub fn push_reply(self: &Arc<Self>, packet: Utf8Bytes) -> Result<(), CloseReason> {
-        match self.push(packet, false) {
+        self.reply(self.push(packet, false))
+    }
+
+    fn reply(self: &Arc<Self>, pushed: Result<(), Refused>) -> Result<(), CloseReason> {
+        match pushed {
             Ok(()) => Ok(()),
             Err(Refused::Full) => {
                 self.slow_consumer();
@@ -340,16 +401,29 @@ impl EngineConn {
 
     /// Queues a packet. `force` lets a control packet past the bound.
     pub fn push(&self, packet: Utf8Bytes, force: bool) -> Result<(), Refused> {
+        self.push_all(Out::Text(packet), &[], force)
+    }
+
+    /// Queues a binary packet and its attachments, together (nothing comes
+    /// between them) and within the bound as one packet.
+    pub fn push_binary(&self, packet: Utf8Bytes, attachments: &[Bytes]) -> Result<(), Refused> {
+        self.push_all(Out::Text(packet), attachments, false)
+    }
+
+    fn push_all(&self, packet: Out, attachments: &[Bytes], force: bool) -> Result<(), Refused> {
+        let len = packet.len() + attachments.iter().map(Bytes::len).sum::<usize>();
         let mut out = lock(&self.out);
         if out.closed.is_some() {
             return Err(Refused::Closed);
         }
         let was_empty = out.queue.is_empty();
-        if !force && !was_empty && out.bytes + packet.len() > self.server.cfg.outbound_queue_bytes {
+        if !force && !was_empty && out.bytes + len > self.server.cfg.outbound_queue_bytes {
             return Err(Refused::Full);
         }
-        out.bytes += packet.len();
+        out.bytes += len;
         out.queue.push_back(packet);
+        out.queue
+            .extend(attachments.iter().map(|a| Out::Binary(a.clone())));
         drop(out);
         if was_empty {
             self.wake.notify_one();
@@ -359,7 +433,7 @@ impl EngineConn {
     }
 
     /// Everything queued (the storage goes with it), and whether the session closed.
-    pub fn take(&self) -> (VecDeque<Utf8Bytes>, Option<CloseReason>) {
+    pub fn take(&self) -> (VecDeque<Out>, Option<CloseReason>) {
         let mut out = lock(&self.out);
         out.bytes = 0;
         (std::mem::take(&mut out.queue), out.closed)
@@ -393,6 +467,7 @@ impl EngineConn {
             return;
         }
         self.cancel.notify_waiters();
+        *lock(&self.incoming) = None;
         tracing::debug!(sid = %self.sid, ?reason, "engine.io session closed");
         if self.transport() != WEBSOCKET && final_poll {
             // A polling client gets its last packets (e.g. `41`) on its next
@@ -472,17 +547,95 @@ impl EngineConn {
     }
 
     /// Counts a protocol error; the caller closes the session with it.
-    fn protocol_error(&self) -> CloseReason {
+    pub(crate) fn protocol_error(&self) -> CloseReason {
         self.server.cfg.refusals.count(Refusal::ProtocolError);
         CloseReason::ProtocolError
     }
 
-    /// A binary message: an attachment of a binary packet, discarded.
-    pub fn on_binary(&self) -> Result<(), CloseReason> {
-        self.attachments
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .map(|_| ())
-            .map_err(|_| self.protocol_error())
+    /// A binary message: the next attachment of the binary packet being
+    /// received. One that no packet announced is a protocol error; the
+    /// packet past `max_payload` bytes ends the session as too big.
+    pub fn on_binary(self: &Arc<Self>, data: Bytes) -> Result<(), CloseReason> {
+        let mut slot = lock(&self.incoming);
+        let Some(inc) = slot.as_mut() else {
+            drop(slot);
+            tracing::debug!(sid = %self.sid, "an attachment no packet announced");
+            return Err(self.protocol_error());
+        };
+        inc.bytes += data.len();
+        if inc.bytes > self.server.cfg.max_payload {
+            *slot = None;
+            return Err(CloseReason::TooBig);
+        }
+        inc.got.push(data);
+        if inc.got.len() < inc.expected as usize {
+            return Ok(());
+        }
+        let done = slot.take();
+        drop(slot);
+        if let Some(inc) = done {
+            self.complete(*inc);
+        }
+        Ok(())
+    }
+
+    /// A binary packet has all its attachments: its event is handled.
+    fn complete(self: &Arc<Self>, inc: Incoming) {
+        let Some(s) = inc.to else { return };
+        let event = Event {
+            name: inc.name,
+            args: inc.args,
+            ack: inc.ack,
+            attachments: inc.got,
+        };
+        self.dispatch(s, event);
+    }
+
+    /// The header of a binary packet: its attachments are awaited. The data
+    /// must be JSON whose placeholders match the announced count, or it is a
+    /// protocol error (as socket.io's "illegal attachments").
+    fn on_binary_header(
+        self: &Arc<Self>,
+        p: &packet::SioPacket<'_>,
+        to: Option<Arc<Socket>>,
+    ) -> Result<(), CloseReason> {
+        if p.data.len() > self.server.cfg.max_payload {
+            return Err(CloseReason::TooBig);
+        }
+        let Ok(data) = serde_json::from_str::<Value>(p.data) else {
+            tracing::debug!(sid = %self.sid, "a binary packet that is not JSON");
+            return Err(self.protocol_error());
+        };
+        if let Err(e) = packet::check_placeholders(&data, p.attachments) {
+            tracing::debug!(sid = %self.sid, error = e.0, "bad placeholders");
+            return Err(self.protocol_error());
+        }
+        let (to, name, args) = match (p.kind, to) {
+            (Kind::BinaryEvent, Some(s)) => match split_event(data) {
+                Ok((name, args)) => (Some(s), name, args),
+                Err(error) => {
+                    // Answered now; its attachments are read and dropped.
+                    self.spawn_handler(s.handler().malformed(s.clone(), p.ack, error), false);
+                    (None, String::new(), Vec::new())
+                }
+            },
+            _ => (None, String::new(), Vec::new()),
+        };
+        let inc = Incoming {
+            to,
+            name,
+            args,
+            ack: p.ack,
+            expected: p.attachments,
+            got: Vec::new(),
+            bytes: p.data.len(),
+        };
+        if p.attachments == 0 {
+            self.complete(inc);
+        } else {
+            *lock(&self.incoming) = Some(Box::new(inc));
+        }
+        Ok(())
     }
 
     fn on_socket_packet(self: &Arc<Self>, text: &str) -> Result<(), CloseReason> {
@@ -494,8 +647,10 @@ impl EngineConn {
                 return Err(self.protocol_error());
             }
         };
-        if p.attachments > 0 {
-            self.attachments.fetch_add(p.attachments, Ordering::AcqRel);
+        if lock(&self.incoming).is_some() {
+            // Attachments follow their header with nothing in between.
+            tracing::debug!(sid = %self.sid, "a packet inside a binary packet");
+            return Err(self.protocol_error());
         }
         match p.kind {
             Kind::Connect => return self.connect(p.ns, p.data),
@@ -507,16 +662,20 @@ impl EngineConn {
                     }
                 }
             }
-            Kind::Event | Kind::BinaryEvent => {
+            Kind::BinaryEvent | Kind::BinaryAck => {
+                // The server asks for no acknowledgements: a binary ack's
+                // attachments are read and dropped, as is an event for a
+                // namespace not joined.
+                let to = (p.kind == Kind::BinaryEvent)
+                    .then(|| self.find_ns(p.ns).filter(|s| s.connected()))
+                    .flatten();
+                return self.on_binary_header(&p, to);
+            }
+            Kind::Event => {
                 let Some(s) = self.find_ns(p.ns).filter(|s| s.connected()) else {
                     tracing::debug!(sid = %self.sid, ns = p.ns, "event for a namespace not joined");
                     return Ok(());
                 };
-                if p.kind == Kind::BinaryEvent {
-                    let error = "binary attachments are not supported";
-                    self.spawn_handler(s.handler().malformed(s.clone(), p.ack, error), false);
-                    return Ok(());
-                }
                 // Application-level errors are answered, the connection stays.
                 match read_event(p.data) {
                     Ok((name, args)) => {
@@ -524,6 +683,7 @@ impl EngineConn {
                             name,
                             args,
                             ack: p.ack,
+                            attachments: Vec::new(),
                         };
                         self.dispatch(s, event);
                     }
@@ -533,7 +693,7 @@ impl EngineConn {
                 }
             }
             // The server asks for no acknowledgements; clients send no errors.
-            Kind::Ack | Kind::BinaryAck | Kind::ConnectError => {}
+            Kind::Ack | Kind::ConnectError => {}
         }
         Ok(())
     }
@@ -594,7 +754,14 @@ impl EngineConn {
 
 /// `["name", args...]` of an event packet.
 fn read_event(data: &str) -> Result<(String, Vec<Value>), &'static str> {
-    let Ok(Value::Array(mut items)) = serde_json::from_str::<Value>(data) else {
+    match serde_json::from_str::<Value>(data) {
+        Ok(v) => split_event(v),
+        Err(_) => Err("an event must be a JSON array"),
+    }
+}
+
+fn split_event(data: Value) -> Result<(String, Vec<Value>), &'static str> {
+    let Value::Array(mut items) = data else {
         return Err("an event must be a JSON array");
     };
     if items.is_empty() {
@@ -607,109 +774,4 @@ fn read_event(data: &str) -> Result<(String, Vec<Value>), &'static str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::server::{Config, SioServer};
-    use crate::Handler;
-    use std::sync::atomic::AtomicUsize;
-    use std::time::Duration;
-
-    /// Counts events started, events dropped (cancelled) and malformed answers;
-    /// its `hang` events never complete.
-    #[derive(Default)]
-    struct Hanging {
-        started: AtomicUsize,
-        dropped: AtomicUsize,
-        malformed: AtomicUsize,
-        disconnected: AtomicUsize,
-    }
-
-    struct OnDrop(Arc<Hanging>);
-    impl Drop for OnDrop {
-        fn drop(&mut self) {
-            self.0.dropped.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    struct H(Arc<Hanging>);
-    impl Handler for H {
-        fn connect(
-            &self,
-            _: Arc<Socket>,
-            _: Option<Value>,
-        ) -> BoxFuture<'static, Result<(), String>> {
-            Box::pin(async { Ok(()) })
-        }
-        fn event(&self, _: Arc<Socket>, _: Event) -> BoxFuture<'static, ()> {
-            let state = self.0.clone();
-            Box::pin(async move {
-                let _guard = OnDrop(state.clone());
-                state.started.fetch_add(1, Ordering::SeqCst);
-                std::future::pending::<()>().await;
-            })
-        }
-        fn malformed(
-            &self,
-            _: Arc<Socket>,
-            _: Option<u64>,
-            _: &'static str,
-        ) -> BoxFuture<'static, ()> {
-            self.0.malformed.fetch_add(1, Ordering::SeqCst);
-            Box::pin(async {})
-        }
-        fn disconnect(&self, _: Arc<Socket>, _: Reason) -> BoxFuture<'static, ()> {
-            let state = self.0.clone();
-            Box::pin(async move {
-                // Yields once: a disconnect handler is never cancelled.
-                tokio::task::yield_now().await;
-                state.disconnected.fetch_add(1, Ordering::SeqCst);
-            })
-        }
-    }
-
-    async fn until(what: &str, mut ok: impl FnMut() -> bool) {
-        tokio::time::timeout(Duration::from_secs(5), async {
-            while !ok() {
-                tokio::task::yield_now().await;
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
-    }
-
-    #[tokio::test]
-    async fn handlers_in_flight_are_bounded_and_cancelled_with_the_session() {
-        let state = Arc::new(Hanging::default());
-        let handler: Arc<dyn Handler> = Arc::new(H(state.clone()));
-        let cfg = Config {
-            events_burst: 1000,
-            ..Config::default()
-        };
-        let refusals = cfg.refusals.clone();
-        let server = SioServer::new(cfg, move |_| Some(handler.clone()));
-        let inner = server.inner_for_tests();
-        let slot = inner.admit(None).expect("a place under the caps");
-        let conn = inner.open(POLLING, Box::new([]), slot);
-        conn.on_text("40").expect("connect");
-        until("the connection", || conn.joined()).await;
-        let extra = 5;
-        for _ in 0..MAX_HANDLERS_IN_FLIGHT as usize + extra {
-            conn.on_text("42[\"hang\"]").expect("event");
-        }
-        let bound = MAX_HANDLERS_IN_FLIGHT as usize;
-        until("the handlers to start", || {
-            state.started.load(Ordering::SeqCst) == bound
-                && state.malformed.load(Ordering::SeqCst) == extra
-        })
-        .await;
-        assert_eq!(refusals.get(Refusal::HandlersInFlight), extra as u64);
-        assert_eq!(state.dropped.load(Ordering::SeqCst), 0);
-        conn.close(CloseReason::TransportClose);
-        until("the handlers to be cancelled", || {
-            state.dropped.load(Ordering::SeqCst) == bound
-                && state.disconnected.load(Ordering::SeqCst) == 1
-        })
-        .await;
-        assert_eq!(conn.in_flight.load(Ordering::SeqCst), 0);
-    }
-}
+mod tests;

@@ -8,9 +8,11 @@
 //!
 //! Supported: websocket and long-polling transports with the websocket
 //! upgrade, heartbeats, namespaces (several per connection), acknowledgements
-//! of client events, connect errors. Not supported: binary attachments (a
-//! binary event is answered through [`Handler::malformed`]), server-to-client
-//! acknowledgements, JSONP polling.
+//! of client events, connect errors, binary attachments in both directions
+//! (binary events and acks: binary websocket frames after their packet, or
+//! `b<base64>` polling packets; placeholders are kept in the JSON and the
+//! attachments carried alongside, see [`Event::attachments`]). Not
+//! supported: server-to-client acknowledgements, JSONP polling.
 
 mod engine;
 mod packet;

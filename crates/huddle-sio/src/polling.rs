@@ -10,7 +10,9 @@ use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
-use crate::engine::{CloseReason, EngineConn, POLLING, PROBED, WEBSOCKET};
+use base64::Engine as _;
+
+use crate::engine::{CloseReason, EngineConn, Out, POLLING, PROBED, WEBSOCKET};
 use crate::server::{refuse, text, Inner, SessionSlot};
 use huddle_core::Refusal;
 
@@ -80,14 +82,29 @@ pub(crate) async fn poll(conn: Arc<EngineConn>) -> Response {
     }
 }
 
-/// The packets of one polling answer.
-fn join(queue: &std::collections::VecDeque<axum::extract::ws::Utf8Bytes>) -> String {
-    let mut body = String::with_capacity(queue.iter().map(|p| p.len() + 1).sum());
+#[cfg(test)]
+pub(crate) fn join_for_tests(queue: &std::collections::VecDeque<Out>) -> String {
+    join(queue)
+}
+
+/// The packets of one polling answer; an attachment is `b<base64>`.
+fn join(queue: &std::collections::VecDeque<Out>) -> String {
+    let size = |p: &Out| match p {
+        Out::Text(t) => t.len() + 1,
+        Out::Binary(b) => b.len().div_ceil(3) * 4 + 2,
+    };
+    let mut body = String::with_capacity(queue.iter().map(size).sum());
     for p in queue {
         if !body.is_empty() {
             body.push(SEPARATOR);
         }
-        body.push_str(p.as_str());
+        match p {
+            Out::Text(t) => body.push_str(t.as_str()),
+            Out::Binary(b) => {
+                body.push('b');
+                base64::engine::general_purpose::STANDARD.encode_string(b, &mut body);
+            }
+        }
     }
     body
 }
@@ -107,8 +124,11 @@ pub(crate) async fn post(conn: Arc<EngineConn>, body: Body) -> Response {
         return refuse(3, "Bad request");
     };
     for packet in payload.split(SEPARATOR) {
-        let read = if packet.starts_with('b') {
-            conn.on_binary()
+        let read = if let Some(b64) = packet.strip_prefix('b') {
+            match base64::engine::general_purpose::STANDARD.decode(b64) {
+                Ok(data) => conn.on_binary(data.into()),
+                Err(_) => Err(conn.protocol_error()),
+            }
         } else {
             conn.on_text(packet)
         };

@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -35,9 +36,14 @@ pub enum Reason {
 #[derive(Debug)]
 pub struct Event {
     pub name: String,
+    /// The arguments as sent: binary values stay placeholders
+    /// `{"_placeholder":true,"num":i}` naming `attachments[i]`.
     pub args: Vec<Value>,
     /// Present when the client asked for an acknowledgement ([`Socket::ack`]).
     pub ack: Option<u64>,
+    /// The binary attachments of a binary event (empty for a plain one).
+    /// Each placeholder of `args` names exactly one, and each is named once.
+    pub attachments: Vec<Bytes>,
 }
 
 impl Event {
@@ -146,15 +152,33 @@ impl Socket {
 
     /// Acknowledges the client's event `id` with these arguments.
     pub fn ack_args<T: serde::Serialize>(&self, id: u64, args: &[T]) -> Result<(), QueueFull> {
+        self.ack_binary(id, args, &[])
+    }
+
+    /// Acknowledges the client's event `id` with these arguments and binary
+    /// attachments, named by placeholders in `args` (a binary ack, `46<n>-`;
+    /// a plain one when `attachments` is empty). The caller keeps the
+    /// placeholders consistent: an event's own are (see [`Event::attachments`]).
+    pub fn ack_binary<T: serde::Serialize>(
+        &self,
+        id: u64,
+        args: &[T],
+        attachments: &[Bytes],
+    ) -> Result<(), QueueFull> {
         let args = serde_json::to_string(args).map_err(|e| {
             tracing::error!(error = %e, "cannot encode an acknowledgement");
             QueueFull
         })?;
-        self.push(packet::ack(&self.ns, id, &args))
+        let text = packet::ack_with(&self.ns, id, &args, attachments.len());
+        self.refused(self.conn.push_binary(text.into(), attachments))
     }
 
     fn push(&self, text: String) -> Result<(), QueueFull> {
-        self.conn.push(text.into(), false).map_err(|refused| {
+        self.refused(self.conn.push(text.into(), false))
+    }
+
+    fn refused(&self, pushed: Result<(), Refused>) -> Result<(), QueueFull> {
+        pushed.map_err(|refused| {
             if refused == Refused::Full {
                 self.conn.slow_consumer();
             }
@@ -217,14 +241,16 @@ impl Connection for Socket {
     }
 
     /// Queues the frame's Socket.IO packet, encoded once per frame and
-    /// namespace. Only a full queue is refused (the hub closes a slow
+    /// namespace, followed by its shared attachments if it has any (a binary
+    /// event `45<n>-`). Only a full queue is refused (the hub closes a slow
     /// consumer); a closing session takes nothing more and its cleanup
     /// leaves the hub, so it is not counted as slow.
     fn send(&self, frame: &Frame) -> Result<(), QueueFull> {
+        let attachments = frame.attachments();
         let text: axum::extract::ws::Utf8Bytes = frame.wire(&self.ns, |f| {
-            packet::event(&self.ns, &f.event, f.payload.get()).into()
+            packet::event_with(&self.ns, &f.event, f.payload.get(), attachments.len()).into()
         });
-        match self.conn.push(text, false) {
+        match self.conn.push_binary(text, attachments) {
             Err(Refused::Full) => Err(QueueFull),
             Ok(()) | Err(Refused::Closed) => Ok(()),
         }

@@ -18,7 +18,7 @@ use axum::response::Response;
 use huddle_ws::OnUpgrade;
 use tokio::time::{sleep, Instant, Sleep};
 
-use crate::engine::{CloseReason, EngineConn, POLLING, PROBED, UPGRADING, WEBSOCKET};
+use crate::engine::{CloseReason, EngineConn, Out, POLLING, PROBED, UPGRADING, WEBSOCKET};
 use crate::server::{refuse, Inner, SessionSlot};
 use huddle_core::Refusal;
 use huddle_ws::{End, Flow, Msg, Stream, WebSocket};
@@ -152,7 +152,7 @@ struct Driver {
     timer: Pin<Box<Sleep>>,
     phase: Phase,
     /// Packets taken from the session's queue, being written.
-    out: VecDeque<Utf8Bytes>,
+    out: VecDeque<Out>,
     /// The server closed the session: write what is left, then close.
     closing: Option<CloseReason>,
     /// When the heartbeat acts next: a ping, or (while `pinging`) the
@@ -241,8 +241,8 @@ impl Driver {
                 .on_text(t)
                 .map(|()| Flow::Continue)
                 .map_err(Outcome::Closed),
-            (Phase::Running, Msg::Binary) => conn
-                .on_binary()
+            (Phase::Running, Msg::Binary(data)) => conn
+                .on_binary(bytes::Bytes::copy_from_slice(data))
                 .map(|()| Flow::Continue)
                 .map_err(Outcome::Closed),
             (Phase::Probing, Msg::Text("2probe")) => {
@@ -318,7 +318,7 @@ impl Driver {
                     self.beat_at = self.beat_at - timeout + interval;
                 } else {
                     self.conn.ping_queued();
-                    self.out.push_back(Utf8Bytes::from_static("2"));
+                    self.out.push_back(Out::Text(Utf8Bytes::from_static("2")));
                     self.beat_at = now + timeout;
                 }
                 self.pinging = !self.pinging;
@@ -419,5 +419,19 @@ impl Future for Driver {
             }
         }
         Poll::Ready(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The task is what every websocket connection costs while idle (its
+    /// cell holds it): it must stay a few hundred bytes (BENCHMARKS.md's
+    /// memory notes). Binary support added no state to it: a binary
+    /// packet's pending attachments live in the session, only while
+    /// incomplete.
+    #[test]
+    fn the_connection_task_stays_small() {
+        let size = std::mem::size_of::<super::Task>();
+        assert!(size <= 256, "Task is {size} bytes (224 when written)");
     }
 }

@@ -211,8 +211,8 @@ impl Stream {
 /// A whole message from the client.
 pub enum Msg<'a> {
     Text(&'a str),
-    /// A binary message (its bytes are not needed by any transport yet).
-    Binary,
+    /// A binary message (Socket.IO's attachments).
+    Binary(&'a [u8]),
 }
 
 /// What the message handler wants next.
@@ -435,7 +435,7 @@ impl WebSocket {
                 Err(_) => return Err(self.fail(cx, FrameError::InvalidData)),
             }
         } else {
-            Msg::Binary
+            Msg::Binary(data)
         };
         on_msg(msg).map_err(End::Handler)
     }
@@ -520,7 +520,8 @@ impl WebSocket {
         Poll::Ready(Ok(()))
     }
 
-    /// Writes every packet of `out` as a text frame, popping each once
+    /// Writes every packet of `out` as a text frame (a binary one where
+    /// [`Payload::binary`] says so), popping each once
     /// written, our own frames in between. `Pending`: the socket is full.
     pub fn poll_write<P: Payload>(
         &mut self,
@@ -546,7 +547,12 @@ impl WebSocket {
             let mut lens = [0usize; FRAMES_PER_WRITE];
             let frames = out.len().min(limit);
             for (i, p) in out.iter().take(frames).enumerate() {
-                lens[i] = wsframe::header(wsframe::OP_TEXT, p.bytes().len(), &mut heads[i]);
+                let op = if p.binary() {
+                    wsframe::OP_BINARY
+                } else {
+                    wsframe::OP_TEXT
+                };
+                lens[i] = wsframe::header(op, p.bytes().len(), &mut heads[i]);
             }
             let mut iov = [IoSlice::new(&[]); 2 * FRAMES_PER_WRITE];
             let mut n = 0;
@@ -599,10 +605,16 @@ fn frame_len(payload: usize) -> usize {
     head + payload
 }
 
-/// An outbound text message, shared by every connection it goes to: written
-/// from its own bytes, never copied per connection. Must be UTF-8.
+/// An outbound message, shared by every connection it goes to: written
+/// from its own bytes, never copied per connection. A text message (the
+/// default) must be UTF-8.
 pub trait Payload {
     fn bytes(&self) -> &[u8];
+
+    /// Whether it goes out as a binary frame rather than a text frame.
+    fn binary(&self) -> bool {
+        false
+    }
 }
 
 impl Payload for Utf8Bytes {

@@ -303,9 +303,19 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
             rate_limited().to_string()
         };
         let _full = s.emit("failed-to-send-message", &json!({ "message": m }));
+        if let Some(ack) = ev.ack {
+            // A client awaiting the ack is answered too.
+            let _full = s.ack(ack, &json!({ "error": m }));
+        }
         return;
     };
-    let result = if admitted {
+    let result = if !ev.attachments.is_empty() {
+        // No community event takes binary: refused in its ack.
+        Err(DomainError::invalid(
+            "data",
+            "Binary attachments are not supported",
+        ))
+    } else if admitted {
         op.run(&rt, &id, ev.args.into_iter().next()).await
     } else {
         Err(rate_limited())

@@ -453,13 +453,15 @@ impl Realtime {
                 user_id,
                 action,
                 data,
+                attachments,
             } => {
+                // Placeholders stay as the client sent them; the attachments
+                // they name go along, shared by every receiver.
                 let payload = json!({ "action": action, "userId": user_id, "data": data });
-                self.emit(
-                    &topic_conversation(&channel_id),
-                    "conversation-broadcast",
-                    &payload,
-                );
+                if let Some(f) = frame("conversation-broadcast", &payload) {
+                    let f = f.with_attachments(attachments.into());
+                    self.hub.publish(&topic_conversation(&channel_id), &f, None);
+                }
             }
         }
         Ok(())

@@ -52,10 +52,12 @@ impl Handler for WorkspaceNs {
     fn malformed(
         &self,
         socket: Arc<Socket>,
-        _ack: Option<u64>,
+        ack: Option<u64>,
         error: &'static str,
     ) -> BoxFuture<'static, ()> {
-        api_error(&socket, "", None, &format!("Malformed packet: {error}"));
+        let m = format!("Malformed packet: {error}");
+        api_error(&socket, "", None, &m);
+        ack_error(&socket, ack, &m);
         Box::pin(std::future::ready(()))
     }
 
@@ -102,6 +104,19 @@ fn api_error(s: &Socket, event: &str, transaction: Option<&str>, message: &str) 
     }
 }
 
+/// Answers an acknowledged event that failed with `{error}` in its ack, so a
+/// client awaiting it (`emitWithAck`) does not wait forever.
+fn ack_error(s: &Socket, ack: Option<u64>, message: &str) {
+    if let Some(id) = ack {
+        let _full = s.ack(id, &json!({ "error": message }));
+    }
+}
+
+/// The events of `/` that take binary attachments (passed through as sent).
+fn takes_binary(event: &str) -> bool {
+    matches!(event, "ping" | "conversation-broadcast")
+}
+
 fn transaction_of(v: &Value) -> Option<String> {
     v.get("transaction")
         .and_then(Value::as_str)
@@ -113,7 +128,13 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
     let transaction = transaction_of(ev.data());
     // Leaving is never refused.
     if ev.name != "logout" && !rt.admit(&s) {
+        ack_error(&s, ev.ack, RATE_LIMITED);
         return api_error(&s, &ev.name, transaction.as_deref(), RATE_LIMITED);
+    }
+    if !ev.attachments.is_empty() && !takes_binary(&ev.name) {
+        let m = "Binary attachments are not supported by this event";
+        ack_error(&s, ev.ack, m);
+        return api_error(&s, &ev.name, transaction.as_deref(), m);
     }
     match ev.name.as_str() {
         "auth" => auth(rt, s, ev.data(), transaction).await,
@@ -136,14 +157,19 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
             };
             let action = obj.get("action").cloned().unwrap_or(Value::Null);
             let data = obj.get("data").cloned().unwrap_or(Value::Null);
-            if let Err(e) = rt.domain.conversation_broadcast(&id, action, data).await {
+            let relayed = rt
+                .domain
+                .conversation_broadcast(&id, action, data, ev.attachments)
+                .await;
+            if let Err(e) = relayed {
                 fail(&message(&e));
             }
         }
-        // An acknowledged echo of the arguments, for round-trip checks.
+        // An acknowledged echo of the arguments (binary included), for
+        // round-trip checks.
         "ping" => match ev.ack {
             Some(ack) => {
-                let _full = s.ack_args(ack, &ev.args);
+                let _full = s.ack_binary(ack, &ev.args, &ev.attachments);
             }
             None => api_error(
                 &s,
@@ -152,7 +178,10 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
                 "ping needs an acknowledgement",
             ),
         },
-        other => api_error(&s, other, None, "Unknown event"),
+        other => {
+            ack_error(&s, ev.ack, "Unknown event");
+            api_error(&s, other, None, "Unknown event");
+        }
     }
 }
 
