@@ -70,3 +70,25 @@ ensure_node() {
         exit 1
     fi
 }
+
+# A Python 3 with venv for schemathesis (installed into a venv, never system-wide).
+ensure_python_venv() {
+    if command -v python3 >/dev/null 2>&1 && python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "==> installing python3-venv with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq python3 python3-venv >/dev/null
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 \
+        || { echo "FATAL: python3 with venv is required for scripts/schemathesis" >&2; exit 1; }
+}
+
+# cargo-fuzz (libFuzzer) for scripts/fuzz, built once into ~/.cargo/bin.
+ensure_cargo_fuzz() {
+    if cargo fuzz --version >/dev/null 2>&1; then
+        return 0
+    fi
+    echo "==> cargo install --locked cargo-fuzz"
+    cargo install --locked cargo-fuzz
+}

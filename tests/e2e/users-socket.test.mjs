@@ -730,6 +730,25 @@ describe('users socket: default allow-list, echo, account events, bad input', ()
     c.close();
   });
 
+  it('a websocket ping on a quiet connection is answered with its pong at once (ws keep-alive)', async () => {
+    const c = await open(server, { label: 'keep-alive' });
+    // The `ws` keep-alive idiom: ping, and give up on the connection if no pong comes.
+    for (let round = 0; round < 3; round++) {
+      const payload = Buffer.from(`keep-alive ${round}`);
+      const pong = new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no pong within 3000 ms (round ${round}); received: ${c.describe()}`)), 3000);
+        c.socket.once('pong', (data) => {
+          clearTimeout(timer);
+          resolve(data);
+        });
+      });
+      c.socket.ping(payload);
+      assert.deepEqual(await pong, payload, 'the pong echoes the ping payload');
+    }
+    await c.echoRoundTrip();
+    c.close();
+  });
+
   it('refusals are counted in /metrics (huddle_users_socket_refused_total)', async () => {
     const read = async () => {
       const res = await api.req('GET', '/metrics');

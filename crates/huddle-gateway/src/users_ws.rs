@@ -238,13 +238,22 @@ impl wsconn::Session for Session {
     }
 }
 
-/// One client frame → the reply to send back (broadcast echoes go through the hub).
-async fn handle(us: &UsersSocket, text: &str, trusted: bool) -> Option<Value> {
+/// A client frame, read.
+#[derive(Debug, PartialEq)]
+pub(crate) enum ClientFrame {
+    /// Echo (10): the message back to the caller, or to everyone.
+    Echo { message: Value, broadcast: bool },
+    /// MetaRequest (9), its fields still to be checked (after the caller's key).
+    Meta(Value),
+}
+
+/// Reads one client frame; `Err` is the error reply that answers it.
+pub(crate) fn parse_request(text: &str) -> Result<ClientFrame, Value> {
     let Ok(v) = serde_json::from_str::<Value>(text) else {
-        return Some(reply(Value::Null, json!({}), Some("malformed JSON")));
+        return Err(reply(Value::Null, json!({}), Some("malformed JSON")));
     };
     let Some(kind) = v.get("eventType").and_then(Value::as_i64) else {
-        return Some(reply(
+        return Err(reply(
             Value::Null,
             json!({}),
             Some("eventType must be a number"),
@@ -253,7 +262,7 @@ async fn handle(us: &UsersSocket, text: &str, trusted: bool) -> Option<Value> {
     match kind {
         10 => {
             let Some(message) = v.get("message").filter(|m| m.is_string()).cloned() else {
-                return Some(reply(
+                return Err(reply(
                     Value::from(10),
                     json!({}),
                     Some("message must be a string"),
@@ -263,13 +272,29 @@ async fn handle(us: &UsersSocket, text: &str, trusted: bool) -> Option<Value> {
                 None | Some(Value::Null) => false,
                 Some(Value::Bool(b)) => *b,
                 Some(_) => {
-                    return Some(reply(
+                    return Err(reply(
                         Value::from(10),
                         json!({}),
                         Some("broadcast must be a boolean"),
                     ))
                 }
             };
+            Ok(ClientFrame::Echo { message, broadcast })
+        }
+        9 => Ok(ClientFrame::Meta(v)),
+        other => Err(reply(
+            Value::from(other),
+            json!({}),
+            Some("unknown eventType"),
+        )),
+    }
+}
+
+/// One client frame → the reply to send back (broadcast echoes go through the hub).
+async fn handle(us: &UsersSocket, text: &str, trusted: bool) -> Option<Value> {
+    match parse_request(text) {
+        Err(refused) => Some(refused),
+        Ok(ClientFrame::Echo { message, broadcast }) => {
             let echo = reply(Value::from(10), json!({ "message": message }), None);
             if broadcast {
                 if let Ok(f) = Frame::encode("users", &echo) {
@@ -280,12 +305,17 @@ async fn handle(us: &UsersSocket, text: &str, trusted: bool) -> Option<Value> {
                 Some(echo)
             }
         }
-        9 => Some(meta_request(us, &v, trusted).await),
-        other => Some(reply(
-            Value::from(other),
-            json!({}),
-            Some("unknown eventType"),
-        )),
+        Ok(ClientFrame::Meta(v)) => Some(meta_request(us, &v, trusted).await),
+    }
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API).
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a client frame as a connection does; whether it is served (not
+    /// answered with an error).
+    pub fn request(text: &str) -> bool {
+        super::parse_request(text).is_ok()
     }
 }
 

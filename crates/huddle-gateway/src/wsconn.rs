@@ -264,6 +264,13 @@ fn next(
         Ok::<_, std::convert::Infallible>(Flow::Pause)
     });
     match read {
+        // Pongs the read queued go out now, not with the next data frame: a
+        // quiet connection's keep-alive ping must be answered. A client that
+        // does not read them stops being read (the backlog check above).
+        Poll::Pending if ws.backlog() > 0 => match ws.poll_ctrl(cx) {
+            Poll::Ready(Err(_)) => Poll::Ready(Event::Gone),
+            _ => Poll::Pending,
+        },
         Poll::Pending => Poll::Pending,
         Poll::Ready(End::Paused) => Poll::Ready(message.unwrap_or(Event::Gone)),
         Poll::Ready(End::Closed | End::Failed) => Poll::Ready(Event::Gone),

@@ -23,3 +23,15 @@ mod ws;
 
 pub use server::{Config, SioServer};
 pub use socket::{Event, Handler, Reason, Socket};
+
+/// Entry points for the fuzz targets in `fuzz/` (not an API). The whole
+/// Engine.IO path is fuzzed through [`SioServer::router`]; this is the packet
+/// decoder on its own.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a Socket.IO packet (the text after Engine.IO's `4`) as the
+    /// engine does; whether it reads.
+    pub fn socket_io_packet(text: &str) -> bool {
+        crate::packet::parse(text).is_ok()
+    }
+}

@@ -534,6 +534,18 @@ impl Config {
         Ok(config)
     }
 
+    /// A configuration file's TOML text over the defaults, validated, as
+    /// [`Config::load`] reads a file (no environment, no overrides): the
+    /// loader's entry point for the fuzz targets and for tests.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Load(Box::new(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, message: &str| {
             Err(ConfigError::Invalid {

@@ -17,6 +17,22 @@ use huddle_domain::{Domain, DomainEvent};
 pub use api::routes as api_routes;
 pub use ws::router as ws_router;
 
+/// Entry points for the fuzz targets in `fuzz/` (not an API): the parsers a
+/// client reaches, without a server around them.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Reads a connection URL's tail (after `/ws/`) as an upgrade does.
+    pub fn connect_url(rest: &str) -> bool {
+        super::url::parse(rest).is_ok()
+    }
+
+    /// Reads a command frame as a connection does: `None` for an unknown
+    /// command, otherwise whether it is answered (rather than refused).
+    pub fn command(text: &str) -> Option<bool> {
+        super::ws::parse_command(text).map(|r| r.is_ok())
+    }
+}
+
 /// Transport settings of the comet websocket.
 #[derive(Debug, Clone)]
 pub struct CometSettings {

@@ -234,37 +234,27 @@ impl Session {
         if !self.bucket.take(Instant::now()) {
             return Some(vec![sys_error("rate limited: slow down", "429")]);
         }
-        let (cmd, args) = text.split_once('\n').unwrap_or((text, ""));
-        match cmd.trim() {
-            "subscription" => Some(self.subscription(args).await),
-            "web_pipe2" => Some(self.web_pipe2(args).await),
-            "pipe_log" => Some(self.pipe_log(args)),
-            "pipe_count" => Some(self.pipe_count(args)),
-            "track_pipe_users" => Some(self.track_pipe_users(args)),
-            "user_status" => Some(self.user_status(args).await),
-            "user_data" => Some(self.user_data(args).await),
-            "statistics" | "cgi_call" => Some(Vec::new()),
-            _ => None,
-        }
+        let command = match parse_command(text)? {
+            Ok(command) => command,
+            Err(refused) => return Some(vec![refused]),
+        };
+        Some(match command {
+            Command::Subscription(names) => self.subscription(names).await,
+            Command::WebPipe2 {
+                pipe,
+                event,
+                message,
+            } => self.web_pipe2(pipe, event, message).await,
+            Command::PipeLog { pipe, marker } => self.pipe_log(pipe, marker),
+            Command::PipeCount { pipe, marker } => self.pipe_count(pipe, marker),
+            Command::TrackPipeUsers { pipe, marker } => self.track_pipe_users(pipe, marker),
+            Command::UserStatus(user) => self.user_status(user).await,
+            Command::UserData { marker, user } => self.user_data(marker, user).await,
+            Command::Ignored => Vec::new(),
+        })
     }
 
-    async fn subscription(&mut self, args: &str) -> Vec<Value> {
-        let names: Vec<&str> = args
-            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
-            .filter(|p| !p.is_empty())
-            .collect();
-        if names.len() > MAX_SUBSCRIPTIONS {
-            return vec![sys_error(
-                &format!("Too many pipes (at most {MAX_SUBSCRIPTIONS})"),
-                "403",
-            )];
-        }
-        if names.iter().any(|n| n.len() > MAX_NAME) {
-            return vec![sys_error(
-                &format!("Too many letters in a pipe name (at most {MAX_NAME})"),
-                "403",
-            )];
-        }
+    async fn subscription(&mut self, names: Vec<&str>) -> Vec<Value> {
         let wanted: HashSet<String> = names
             .into_iter()
             .filter(|n| !(n.starts_with("private_") && self.user_id == 0))
@@ -300,16 +290,7 @@ impl Session {
         }
     }
 
-    async fn web_pipe2(&mut self, args: &str) -> Vec<Value> {
-        let mut parts = args.splitn(4, '\n');
-        let (Some(pipe), Some(event), Some(_auth), Some(message)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return vec![sys_error(
-                "web_pipe2 needs: pipe, event, auth type, message",
-                "400",
-            )];
-        };
+    async fn web_pipe2(&mut self, pipe: &str, event: &str, message: &str) -> Vec<Value> {
         let sender = if self.user_id > 0 {
             Sender::User(self.user_id)
         } else {
@@ -318,14 +299,7 @@ impl Session {
         match self
             .gw
             .domain
-            .comet_web_publish(
-                &self.dev,
-                pipe.trim(),
-                event.trim(),
-                message,
-                sender,
-                self.id.to_string(),
-            )
+            .comet_web_publish(&self.dev, pipe, event, message, sender, self.id.to_string())
             .await
         {
             Ok(pipe) => {
@@ -343,13 +317,7 @@ impl Session {
         }
     }
 
-    fn pipe_log(&self, args: &str) -> Vec<Value> {
-        let mut parts = args.split('\n');
-        let pipe = parts.next().unwrap_or("").trim();
-        let marker = parts.next().unwrap_or("").trim();
-        if !valid_name(pipe) {
-            return vec![sys_error("pipe_log needs a valid pipe name", "400")];
-        }
+    fn pipe_log(&self, pipe: &str, marker: &str) -> Vec<Value> {
         self.gw
             .domain
             .comet_history(&self.dev, pipe)
@@ -372,29 +340,14 @@ impl Session {
             .collect()
     }
 
-    fn pipe_count(&self, args: &str) -> Vec<Value> {
-        let mut parts = args.split('\n');
-        let pipe = parts.next().unwrap_or("").trim();
-        let marker = parts.next().unwrap_or("").trim();
-        if !(valid_name(pipe) && (pipe.starts_with("web_") || pipe.starts_with("track_"))) {
-            return vec![sys_error(
-                "pipe_count works on web_ and track_ pipes",
-                "403",
-            )];
-        }
+    fn pipe_count(&self, pipe: &str, marker: &str) -> Vec<Value> {
         let n = self.gw.hub.subscriber_count(&pipe_topic(&self.dev, pipe));
         vec![
             json!({"pipe": "_answer_pipe_count", "event": "user_in_pipe", "marker": marker, "data": {"user_in_pipe": n}}),
         ]
     }
 
-    fn track_pipe_users(&self, args: &str) -> Vec<Value> {
-        let mut parts = args.split('\n');
-        let pipe = parts.next().unwrap_or("").trim();
-        let marker = parts.next().unwrap_or("").trim();
-        if !(valid_name(pipe) && pipe.starts_with("track_")) {
-            return vec![sys_error("track_pipe_users works on track_ pipes", "403")];
-        }
+    fn track_pipe_users(&self, pipe: &str, marker: &str) -> Vec<Value> {
         let users: Vec<Value> = self
             .gw
             .authorised_in(&self.dev, pipe)
@@ -404,10 +357,7 @@ impl Session {
         vec![json!({"pipe": "_answer", "event": "answer", "marker": marker, "data": users})]
     }
 
-    async fn user_status(&self, args: &str) -> Vec<Value> {
-        let Ok(user) = args.trim().parse::<i64>() else {
-            return vec![sys_error("user_status needs a user id", "400")];
-        };
+    async fn user_status(&self, user: i64) -> Vec<Value> {
         match self.gw.domain.comet_user_time(&self.dev, user).await {
             Ok(t) => {
                 // As the original: the reply is `now - stored time`, so an online
@@ -425,12 +375,7 @@ impl Session {
         }
     }
 
-    async fn user_data(&self, args: &str) -> Vec<Value> {
-        let mut parts = args.split('\n');
-        let marker = parts.next().unwrap_or("").trim().to_owned();
-        let Some(Ok(user)) = parts.next().map(|u| u.trim().parse::<i64>()) else {
-            return vec![sys_error("user_data needs a marker and a user id", "400")];
-        };
+    async fn user_data(&self, marker: &str, user: i64) -> Vec<Value> {
         match self.gw.domain.comet_data(&self.dev, user).await {
             Ok(data) => vec![
                 json!({"pipe": "_answer", "event": "answer", "marker": marker, "data": {"user_id": user, "user_data": data}}),
@@ -457,6 +402,173 @@ impl Session {
             {
                 tracing::error!(error = %e, "comet presence cleanup failed");
             }
+        }
+    }
+}
+
+/// A client command read from its frame (`{command}\n{arguments}`), the
+/// arguments borrowed from it and checked as far as no state is needed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Command<'a> {
+    /// The whole set of pipes wanted (at most [`MAX_SUBSCRIPTIONS`] names).
+    Subscription(Vec<&'a str>),
+    WebPipe2 {
+        pipe: &'a str,
+        event: &'a str,
+        message: &'a str,
+    },
+    PipeLog {
+        pipe: &'a str,
+        marker: &'a str,
+    },
+    PipeCount {
+        pipe: &'a str,
+        marker: &'a str,
+    },
+    TrackPipeUsers {
+        pipe: &'a str,
+        marker: &'a str,
+    },
+    UserStatus(i64),
+    UserData {
+        marker: &'a str,
+        user: i64,
+    },
+    /// Accepted and answered with nothing (`statistics`, `cgi_call`).
+    Ignored,
+}
+
+/// Reads a command frame. `None`: an unknown command (the connection ends, as
+/// the original's did); `Some(Err)`: the `sys` error that answers it.
+pub(crate) fn parse_command(text: &str) -> Option<Result<Command<'_>, Value>> {
+    let (cmd, args) = text.split_once('\n').unwrap_or((text, ""));
+    let mut lines = args.split('\n');
+    let mut pipe_and_marker = || {
+        let pipe = lines.next().unwrap_or("").trim();
+        let marker = lines.next().unwrap_or("").trim();
+        (pipe, marker)
+    };
+    Some(match cmd.trim() {
+        "subscription" => {
+            let names: Vec<&str> = args
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+                .filter(|p| !p.is_empty())
+                .collect();
+            if names.len() > MAX_SUBSCRIPTIONS {
+                Err(sys_error(
+                    &format!("Too many pipes (at most {MAX_SUBSCRIPTIONS})"),
+                    "403",
+                ))
+            } else if names.iter().any(|n| n.len() > MAX_NAME) {
+                Err(sys_error(
+                    &format!("Too many letters in a pipe name (at most {MAX_NAME})"),
+                    "403",
+                ))
+            } else {
+                Ok(Command::Subscription(names))
+            }
+        }
+        "web_pipe2" => {
+            let mut parts = args.splitn(4, '\n');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(pipe), Some(event), Some(_auth), Some(message)) => Ok(Command::WebPipe2 {
+                    pipe: pipe.trim(),
+                    event: event.trim(),
+                    message,
+                }),
+                _ => Err(sys_error(
+                    "web_pipe2 needs: pipe, event, auth type, message",
+                    "400",
+                )),
+            }
+        }
+        "pipe_log" => match pipe_and_marker() {
+            (pipe, marker) if valid_name(pipe) => Ok(Command::PipeLog { pipe, marker }),
+            _ => Err(sys_error("pipe_log needs a valid pipe name", "400")),
+        },
+        "pipe_count" => match pipe_and_marker() {
+            (pipe, marker)
+                if valid_name(pipe) && (pipe.starts_with("web_") || pipe.starts_with("track_")) =>
+            {
+                Ok(Command::PipeCount { pipe, marker })
+            }
+            _ => Err(sys_error(
+                "pipe_count works on web_ and track_ pipes",
+                "403",
+            )),
+        },
+        "track_pipe_users" => match pipe_and_marker() {
+            (pipe, marker) if valid_name(pipe) && pipe.starts_with("track_") => {
+                Ok(Command::TrackPipeUsers { pipe, marker })
+            }
+            _ => Err(sys_error("track_pipe_users works on track_ pipes", "403")),
+        },
+        "user_status" => match args.trim().parse::<i64>() {
+            Ok(user) => Ok(Command::UserStatus(user)),
+            Err(_) => Err(sys_error("user_status needs a user id", "400")),
+        },
+        "user_data" => {
+            let marker = lines.next().unwrap_or("").trim();
+            match lines.next().map(|u| u.trim().parse::<i64>()) {
+                Some(Ok(user)) => Ok(Command::UserData { marker, user }),
+                _ => Err(sys_error("user_data needs a marker and a user id", "400")),
+            }
+        }
+        "statistics" | "cgi_call" => Ok(Command::Ignored),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_command_the_js_client_sends() {
+        fn ok(t: &str) -> Option<Command<'_>> {
+            parse_command(t).and_then(Result::ok)
+        }
+        assert_eq!(
+            ok("subscription\nweb_a\ntrack_b"),
+            Some(Command::Subscription(vec!["web_a", "track_b"]))
+        );
+        assert_eq!(
+            ok("web_pipe2\nweb_a\nev\n*\nhello\nworld"),
+            Some(Command::WebPipe2 {
+                pipe: "web_a",
+                event: "ev",
+                message: "hello\nworld"
+            })
+        );
+        assert_eq!(
+            ok("pipe_count\nweb_a\nm1\n"),
+            Some(Command::PipeCount {
+                pipe: "web_a",
+                marker: "m1"
+            })
+        );
+        assert_eq!(ok("user_status\n 7 "), Some(Command::UserStatus(7)));
+        assert_eq!(
+            ok("user_data\nm\n9"),
+            Some(Command::UserData {
+                marker: "m",
+                user: 9
+            })
+        );
+        assert_eq!(ok("statistics\n{}"), Some(Command::Ignored));
+        assert_eq!(parse_command("nonsense\n"), None);
+        for refused in [
+            "web_pipe2\nweb_a",
+            "pipe_log\nbad pipe",
+            "pipe_count\nmsg",
+            "track_pipe_users\nweb_a",
+            "user_status\nx",
+            "user_data\nm",
+        ] {
+            assert!(
+                matches!(parse_command(refused), Some(Err(_))),
+                "{refused:?} is answered with an error"
+            );
         }
     }
 }

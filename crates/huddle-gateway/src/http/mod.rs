@@ -7,6 +7,7 @@ mod admin;
 mod auth;
 mod channels;
 mod chat;
+mod common_errors;
 pub mod error;
 pub(crate) mod extract;
 mod me;
@@ -99,7 +100,8 @@ pub fn router(
     limits: HttpLimits,
     socketio: Option<&crate::socketio::Realtime>,
 ) -> Router {
-    let (router, api) = api_router().split_for_parts();
+    let (router, mut api) = api_router().split_for_parts();
+    common_errors::document(&mut api);
     let api = Arc::new(api);
     let router = router
         .route(
@@ -125,7 +127,9 @@ pub fn router(
 
 /// The OpenAPI document of [`router`].
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_router().split_for_parts().1
+    let mut api = api_router().split_for_parts().1;
+    common_errors::document(&mut api);
+    api
 }
 
 /// axum answers a wrong method with a bare 405; give it the envelope too.

@@ -12,6 +12,7 @@ mod bad_input;
 mod commands;
 mod connect;
 mod js_client;
+mod keepalive;
 mod scenario;
 mod server_api;
 mod slow;
