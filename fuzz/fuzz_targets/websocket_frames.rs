@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
         let mut ws = WebSocket::new(
-            Stream::Tcp(server),
+            Stream::from(server),
             Bytes::copy_from_slice(upgrade_bytes),
             max_message,
         );

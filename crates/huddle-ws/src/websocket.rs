@@ -148,6 +148,17 @@ enum Io {
     Upgraded(TokioIo<hyper::upgrade::Upgraded>),
 }
 
+impl From<TcpStream> for Stream {
+    /// A bare TCP stream that holds no connection slot (a client of our own,
+    /// tests, fuzzing).
+    fn from(tcp: TcpStream) -> Stream {
+        Stream {
+            io: Io::Tcp(tcp),
+            _slot: None,
+        }
+    }
+}
+
 impl Stream {
     /// Unwraps an upgrade, with the bytes the HTTP layer read past the request.
     pub fn from_upgraded(upgraded: Upgraded) -> (Stream, Bytes) {
