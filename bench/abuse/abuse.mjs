@@ -4,8 +4,11 @@
 // p50/p99 against a quiet baseline), and which limits refused what
 // (`huddle_refused_total` deltas). Run through `scripts/abuse`.
 //
-// Addresses: attackers use 127.0.0.1; the bystander 127.0.0.3 (per-address
-// limits must not touch it); setup accounts are made from 127.0.0.4.
+// Addresses: each attack comes from its own address (127.0.1.N), so one
+// attack's leftovers (sessions awaiting their connect timeout, say) do not
+// refuse the next; the bystander uses 127.0.0.3 and setup 127.0.0.4. The
+// bystander runs on a worker thread with its own event loop, so the
+// attacker's busy loop does not show up as the bystander's latency.
 
 import { spawn } from 'node:child_process';
 import { mkdtemp, rm, readFile, readdir } from 'node:fs/promises';
@@ -14,6 +17,7 @@ import path from 'node:path';
 import http from 'node:http';
 import net from 'node:net';
 import { randomUUID } from 'node:crypto';
+import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import WebSocket from 'ws';
 
 const args = Object.fromEntries(
@@ -24,7 +28,7 @@ const args = Object.fromEntries(
 );
 const BIN = args.bin;
 const SECS = Number(args.secs ?? 5);
-const ATTACKER = '127.0.0.1';
+let ATTACKER = '127.0.1.1';
 const BYSTANDER = '127.0.0.3';
 const SETUP = '127.0.0.4';
 const ALL = [
@@ -148,26 +152,36 @@ async function refusals() {
 // ---------------------------------------------------------------------------
 // The bystander: an authenticated REST call in a loop, from its own address
 
-function bystander(token) {
+async function bystanderLoop({ port, token }) {
+  PORT = port;
   const lat = [];
   let errors = 0;
   let stop = false;
-  const done = (async () => {
-    while (!stop) {
-      const t0 = performance.now();
-      const r = await request({ p: '/api/me', token, local: BYSTANDER, timeoutMs: 5000 });
-      if (r.status === 200) lat.push(performance.now() - t0);
-      else errors++;
-      await sleep(10);
-    }
-  })();
+  parentPort.on('message', () => (stop = true));
+  while (!stop) {
+    const t0 = performance.now();
+    const r = await request({ p: '/api/me', token, local: BYSTANDER, timeoutMs: 5000 });
+    if (r.status === 200) lat.push(performance.now() - t0);
+    else errors++;
+    await sleep(10);
+  }
+  lat.sort((a, b) => a - b);
+  const q = (x) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(x * lat.length))] : NaN);
+  parentPort.postMessage({ p50: q(0.5), p99: q(0.99), n: lat.length, errors });
+}
+
+function bystander(token) {
+  const w = new Worker(new URL(import.meta.url), { workerData: { port: PORT, token } });
+  const result = new Promise((resolve, reject) => {
+    w.once('message', resolve);
+    w.once('error', reject);
+  });
   return {
     async end() {
-      stop = true;
-      await done;
-      lat.sort((a, b) => a - b);
-      const q = (x) => (lat.length ? lat[Math.min(lat.length - 1, Math.floor(x * lat.length))] : NaN);
-      return { p50: q(0.5), p99: q(0.99), n: lat.length, errors };
+      w.postMessage('stop');
+      const r = await result;
+      await w.terminate();
+      return r;
     },
   };
 }
@@ -394,7 +408,8 @@ async function main() {
   console.log(`quiet: bystander GET /api/me p50 ${fmt(quiet.p50)} ms, p99 ${fmt(quiet.p99)} ms (${quiet.n} requests); server RSS ${fmt(rss0)} MiB, ${await fds(server.pid)} fds\n`);
 
   const rows = [];
-  for (const name of ATTACKS) {
+  for (const [i, name] of ATTACKS.entries()) {
+    ATTACKER = `127.0.1.${i + 1}`;
     const before = await refusals();
     const start = await rssMiB(server.pid);
     let peak = start;
@@ -446,7 +461,11 @@ async function main() {
   await rm(server.dataDir, { recursive: true, force: true });
 }
 
-main().catch((e) => {
-  console.error(e);
-  process.exit(1);
-});
+if (isMainThread) {
+  main().catch((e) => {
+    console.error(e);
+    process.exit(1);
+  });
+} else {
+  bystanderLoop(workerData);
+}

@@ -139,14 +139,33 @@ describe('a client that sends but never reads', { timeout: 120000 }, () => {
     assert.ok(sent < 32 * MB, `the server read ${sent / MB} MB of PINGs from a client that reads nothing`);
   });
 
-  it('Engine.IO pings with large payloads: closed as a slow consumer, counted', async () => {
-    const slow0 = await metric(server, 'huddle_slow_consumer_disconnects_total');
+  it('Engine.IO pings from the client: closed at once as a protocol error (v4: only the server pings)', async () => {
+    const errors0 = await refused(server, 'protocol_error');
     const before = rss(server);
     const ws = await rawSocket(server);
     ws._socket.pause();
     const ping = `2${'p'.repeat(60000)}`;
     const { ms } = await floodUntilClosed(ws, () => ws.send(ping), 10000);
-    assert.ok(ms < 3000, `closed after ${ms} ms, not as soon as its queue was full`);
+    assert.ok(ms < 3000, `closed after ${ms} ms, not at the first ping`);
+    assert.ok(rss(server) - before < GROWTH, `RSS grew by ${(rss(server) - before) / MB} MB`);
+    assert.ok((await refused(server, 'protocol_error')) > errors0, 'counted as a protocol error');
+  });
+
+  it('polling: acknowledged events whose answers are never fetched end as a slow consumer, counted', async () => {
+    const slow0 = await metric(server, 'huddle_slow_consumer_disconnects_total');
+    const before = rss(server);
+    const sid = await openPolling(server);
+    assert.equal((await fetch(polling(server, sid), { method: 'POST', body: '40' })).status, 200);
+    // Each `ping` event is echoed through its acknowledgement: 60 KB queued a
+    // time for a client that never GETs them.
+    let status = 200;
+    let posts = 0;
+    for (; posts < 200 && status === 200; posts++) {
+      const body = `42${posts}["ping","${'p'.repeat(60000)}"]`;
+      status = (await fetch(polling(server, sid), { method: 'POST', body })).status;
+    }
+    assert.equal(status, 400, `the session outlived ${posts} acknowledged events`);
+    assert.ok(posts < 60, `${posts} answers of 60 KB were queued: more than the 1 MiB bound`);
     assert.ok(rss(server) - before < GROWTH, `RSS grew by ${(rss(server) - before) / MB} MB`);
     assert.ok((await metric(server, 'huddle_slow_consumer_disconnects_total')) > slow0, 'counted as a slow consumer');
   });
@@ -161,7 +180,7 @@ describe('a client that sends but never reads', { timeout: 120000 }, () => {
     assert.ok(rss(server) - before < GROWTH, `RSS grew by ${(rss(server) - before) / MB} MB`);
   });
 
-  it('polling: POSTed pings and never a GET end the session', async () => {
+  it('polling: POSTed pings end the session at once', async () => {
     const before = rss(server);
     const sid = await openPolling(server);
     const body = Array.from({ length: 15 }, () => `2${'p'.repeat(4000)}`).join('\x1e');

@@ -535,8 +535,11 @@ impl EngineConn {
                 self.on_pong();
                 Ok(())
             }
-            // A client's ping (not sent by v4 clients): pong it, within the bound.
-            Some(b'2') => self.push_reply(format!("3{}", &text[1..]).into()),
+            // In Engine.IO v4 only the server pings (the client's `2probe`
+            // belongs to the upgrade, handled by the websocket driver): a
+            // client's ping is a protocol error, as the reference server's
+            // "invalid heartbeat direction", not a reply it can make us queue.
+            Some(b'2') => Err(self.protocol_error()),
             Some(b'1') => Err(CloseReason::TransportClose),
             Some(b'6') => Ok(()),
             _ => {
