@@ -54,6 +54,8 @@ export async function startServer({ env = {}, startTimeoutMs = 60000 } = {}) {
     HUDDLE_LIMITS__SIGNUP_IP_ATTEMPTS: '100000',
     HUDDLE_LIMITS__CHAT_PER_SEC: '100000',
     HUDDLE_LIMITS__CHAT_BURST: '100000',
+    HUDDLE_LIMITS__REST_WRITES_PER_SEC: '100000',
+    HUDDLE_LIMITS__REST_WRITES_BURST: '100000',
     // Test files run in parallel: no fixed comet port.
     HUDDLE_COMET__LISTEN: '',
     HUDDLE_USERS_SOCKET__PORT: '0',

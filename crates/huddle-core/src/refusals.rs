@@ -70,6 +70,8 @@ refusals! {
     SigninLocked => "signin_locked",
     /// A REST chat write past the per-user rate.
     ChatRate => "chat_rate",
+    /// A REST write (POST, PUT, PATCH, DELETE) past the per-user rate.
+    RestWrites => "rest_writes",
     /// A comet connection whose session hash guesses exceeded the rate.
     CometAuthRate => "comet_auth_rate",
     /// A write that could not get the database in time (503).

@@ -67,6 +67,10 @@ pub struct DomainConfig {
     /// their burst (20).
     pub chat_per_sec: u32,
     pub chat_burst: u32,
+    /// Authenticated REST writes (any POST, PUT, PATCH or DELETE) per second
+    /// per user (20), and their burst (60).
+    pub rest_writes_per_sec: u32,
+    pub rest_writes_burst: u32,
     /// Failed comet authorisations allowed per client address within
     /// `comet_auth_window` (20 / 1 min); past it a connection is anonymous
     /// without its hash being checked.
@@ -152,6 +156,8 @@ impl DomainConfig {
             signup_ip_window: Duration::from_secs(10 * 60),
             chat_per_sec: 10,
             chat_burst: 20,
+            rest_writes_per_sec: 20,
+            rest_writes_burst: 60,
             comet_auth_ip_failures: 20,
             comet_auth_user_failures: 100,
             comet_auth_window: Duration::from_secs(60),
@@ -192,6 +198,7 @@ pub struct Domain {
     signup_by_ip: RateLimiter,
     /// REST chat writes per user.
     chat_by_user: ratelimit::KeyedBuckets,
+    writes_by_user: ratelimit::KeyedBuckets,
     /// Failed comet authorisations per client address, and per `dev\nuser`.
     comet_auth_by_ip: RateLimiter,
     comet_auth_by_user: RateLimiter,
@@ -228,6 +235,11 @@ impl Domain {
             chat_by_user: ratelimit::KeyedBuckets::new(
                 cfg.chat_per_sec,
                 cfg.chat_burst,
+                LIMITER_MAX_KEYS,
+            ),
+            writes_by_user: ratelimit::KeyedBuckets::new(
+                cfg.rest_writes_per_sec,
+                cfg.rest_writes_burst,
                 LIMITER_MAX_KEYS,
             ),
             comet_auth_by_ip: RateLimiter::new(
@@ -293,6 +305,15 @@ impl Domain {
         self.chat_by_user
             .take(&caller.user_id)
             .map_err(|d| self.limited(huddle_core::Refusal::ChatRate, d))
+    }
+
+    /// Takes one authenticated REST write from `caller`'s budget
+    /// (`limits.rest_writes_per_sec`, burst `limits.rest_writes_burst`); past
+    /// it, 429. One user cannot keep the database's writer busy for everyone.
+    pub fn take_rest_write(&self, caller: &Caller) -> DomainResult<()> {
+        self.writes_by_user
+            .take(&caller.user_id)
+            .map_err(|d| self.limited(huddle_core::Refusal::RestWrites, d))
     }
 
     /// The real-time settings.

@@ -262,6 +262,11 @@ pub struct LimitsConfig {
     pub chat_per_sec: u32,
     /// Burst of REST chat writes per user. Default 20.
     pub chat_burst: u32,
+    /// Authenticated REST writes (POST, PUT, PATCH, DELETE) per second per
+    /// user (429 past it). Default 20.
+    pub rest_writes_per_sec: u32,
+    /// Burst of authenticated REST writes per user. Default 60.
+    pub rest_writes_burst: u32,
     /// Failed comet authorisations per client address per
     /// `comet_auth_window`; past it connections from there are anonymous
     /// without their key being checked. Default 20.
@@ -388,6 +393,8 @@ impl Default for LimitsConfig {
             signup_ip_window: Duration::from_secs(10 * 60),
             chat_per_sec: 10,
             chat_burst: 20,
+            rest_writes_per_sec: 20,
+            rest_writes_burst: 60,
             comet_auth_ip_failures: 20,
             comet_auth_user_failures: 100,
             comet_auth_window: Duration::from_secs(60),
@@ -602,6 +609,9 @@ impl Config {
         }
         if self.limits.chat_per_sec == 0 || self.limits.chat_burst == 0 {
             return invalid("limits.chat_*", "chat limits must be at least 1");
+        }
+        if self.limits.rest_writes_per_sec == 0 || self.limits.rest_writes_burst == 0 {
+            return invalid("limits.rest_writes_*", "write limits must be at least 1");
         }
         if self.limits.comet_auth_ip_failures == 0 || self.limits.comet_auth_user_failures == 0 {
             return invalid("limits.comet_auth_*", "comet limits must be at least 1");

@@ -101,6 +101,8 @@ pub fn domain_config(config: &Config) -> Result<DomainConfig, StartupError> {
     d.signup_ip_window = config.limits.signup_ip_window;
     d.chat_per_sec = config.limits.chat_per_sec;
     d.chat_burst = config.limits.chat_burst;
+    d.rest_writes_per_sec = config.limits.rest_writes_per_sec;
+    d.rest_writes_burst = config.limits.rest_writes_burst;
     d.comet_auth_ip_failures = config.limits.comet_auth_ip_failures;
     d.comet_auth_user_failures = config.limits.comet_auth_user_failures;
     d.comet_auth_window = config.limits.comet_auth_window;

@@ -4,7 +4,9 @@
 //! without a valid one; a route that reads a JSON body answers 400 for
 //! unreadable JSON, 413 past `limits.max_body_bytes` and 415 without a JSON
 //! content type; a route with path parameters answers 400 for one that does
-//! not parse. Each with the error envelope.
+//! not parse; an authenticated write (POST, PUT, PATCH, DELETE) answers 429
+//! past the caller's write budget and 503 when the database stays busy. Each
+//! with the error envelope.
 
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::Ref;
@@ -14,19 +16,29 @@ use utoipa::openapi::{ContentBuilder, OpenApi, RefOr, ResponseBuilder};
 pub(super) fn document(api: &mut OpenApi) {
     for item in api.paths.paths.values_mut() {
         let path_params = item.parameters.as_ref().is_some_and(|p| !p.is_empty());
-        for op in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for (write, op) in [
+            (false, &mut item.get),
+            (true, &mut item.put),
+            (true, &mut item.post),
+            (true, &mut item.delete),
+            (true, &mut item.patch),
+        ] {
+            let Some(op) = op else { continue };
             let has_params = path_params || op.parameters.as_ref().is_some_and(|p| !p.is_empty());
             if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
                 add(op, "401", "Missing, invalid or expired credentials");
+                if write {
+                    add(
+                        op,
+                        "429",
+                        "Past the caller's REST write budget (limits.rest_writes_*); see Retry-After",
+                    );
+                    add(
+                        op,
+                        "503",
+                        "The database stayed busy; retry after Retry-After",
+                    );
+                }
             }
             if op.request_body.is_some() {
                 add(op, "400", "The body is not the JSON this route reads");
@@ -79,6 +91,9 @@ mod tests {
         let leave = statuses("/api/workspaces/{id}/leave", "post");
         assert!(leave.contains(&"401".to_owned()), "{leave:?}");
         assert!(leave.contains(&"400".to_owned()), "{leave:?}");
+        assert!(leave.contains(&"429".to_owned()), "{leave:?}");
+        let list = statuses("/api/workspaces", "get");
+        assert!(!list.contains(&"429".to_owned()), "{list:?}");
         let signin = statuses("/api/auth/signin", "post");
         for s in ["400", "413", "415"] {
             assert!(signin.contains(&s.to_owned()), "{s} in {signin:?}");

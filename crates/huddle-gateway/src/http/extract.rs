@@ -25,6 +25,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 }
 
 /// The authenticated caller, from `Authorization: Bearer <accessToken>`.
+/// A write (any method but GET, HEAD, OPTIONS) also takes one from the
+/// caller's REST write budget (429 past it).
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<AppState> for Auth {
@@ -50,7 +52,11 @@ impl FromRequestParts<AppState> for Auth {
             .ok_or(DomainError::Unauthorized(
                 "expected Authorization: Bearer <accessToken>",
             ))?;
-        Ok(Auth(state.domain.authenticate(token).await?))
+        let caller = state.domain.authenticate(token).await?;
+        if !parts.method.is_safe() {
+            state.domain.take_rest_write(&caller)?;
+        }
+        Ok(Auth(caller))
     }
 }
 

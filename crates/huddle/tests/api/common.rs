@@ -72,6 +72,8 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     c.limits.signup_ip_attempts = 100_000;
     c.limits.chat_per_sec = 100_000;
     c.limits.chat_burst = 100_000;
+    c.limits.rest_writes_per_sec = 100_000;
+    c.limits.rest_writes_burst = 100_000;
     // Many servers run at once: no fixed second port.
     c.comet.listen = String::new();
     c.users_socket.port = 0;

@@ -18,6 +18,7 @@ both_engines!(
     signups_are_limited_per_address,
     a_third_party_cannot_lock_the_owner_out,
     rest_chat_writes_are_limited_per_user,
+    rest_writes_are_limited_per_user_reads_are_not,
     write_contention_never_answers_500,
     data_files_are_private,
 );
@@ -212,6 +213,52 @@ async fn rest_chat_writes_are_limited_per_user(engine: Engine) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(
         refused(&app.metrics().await, "chat_rate"),
+        limited as f64,
+        "every refusal counted"
+    );
+    app.stop().await;
+}
+
+/// Past the burst of `limits.rest_writes_burst`, any authenticated write of a
+/// user (here profile updates, the flood that kept the database busy for
+/// everyone) gets 429 with Retry-After, counted; their reads, and another
+/// user's writes, go on.
+async fn rest_writes_are_limited_per_user_reads_are_not(engine: Engine) {
+    let app = spawn_app_with(engine, |c| {
+        c.limits.rest_writes_per_sec = 1;
+        c.limits.rest_writes_burst = 5;
+    })
+    .await;
+    let (ann, bob) = (app.signup("Ann").await, app.signup("Bob").await);
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let r = app
+            .patch("/api/me", &ann.token, json!({"name": format!("Ann {i}")}))
+            .await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert!(retry_after(&r) >= 1);
+            assert_eq!(r.code(), "rate_limited");
+        }
+        statuses.push(r.status);
+    }
+    let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let limited = statuses.len() - ok;
+    assert!(
+        (5..=10).contains(&ok),
+        "the burst and a little refill: {statuses:?}"
+    );
+    assert!(statuses
+        .iter()
+        .all(|s| *s == StatusCode::OK || *s == StatusCode::TOO_MANY_REQUESTS));
+    for _ in 0..20 {
+        assert_eq!(app.get("/api/me", &ann.token).await.status, StatusCode::OK);
+    }
+    let r = app
+        .patch("/api/me", &bob.token, json!({"name": "Bob"}))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        refused(&app.metrics().await, "rest_writes"),
         limited as f64,
         "every refusal counted"
     );
