@@ -216,7 +216,7 @@ describe('community join: one query, capped', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     // Everything sent has reached the server once an ack comes back (in order).
-    await emitAck(F, 'join', { channels: [P.id] }, 30000).catch(() => {});
+    await emitAck(F, 'join', { channels: [P.id] }, 30000);
     F.disconnect();
     const left = Date.now();
 

@@ -32,9 +32,9 @@ macro_rules! refusals {
 }
 
 refusals! {
-    /// A TCP connection past the per-address cap of its listener.
+    /// A TCP connection past the per-address cap (all listeners together).
     ConnectionsPerAddress => "connections_per_address",
-    /// A TCP connection past the listener's total cap.
+    /// A TCP connection past the node's total cap (all listeners together).
     ConnectionsTotal => "connections_total",
     /// A request whose headers did not arrive within the header-read timeout.
     HeaderTimeout => "header_timeout",

@@ -123,8 +123,12 @@ impl Domain {
             .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
             .await?;
         let Some(user) = user.filter(|_| ok) else {
-            self.signin_by_account_address.record(&pair);
-            self.signin_by_account.record(&email);
+            // Only an address that can be an account is remembered: a limiter
+            // must not keep 64 KiB keys a client made up.
+            if validate::lookup_key(&email) {
+                self.signin_by_account_address.record(&pair);
+                self.signin_by_account.record(&email);
+            }
             return Err(DomainError::Unauthorized("invalid email or password"));
         };
         self.signin_by_account_address.reset(&pair);

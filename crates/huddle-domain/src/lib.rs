@@ -76,7 +76,7 @@ pub struct DomainConfig {
     /// without its hash being checked.
     pub comet_auth_ip_failures: u32,
     /// Failed comet authorisations allowed per (dev id, user id) from all
-    /// addresses within `comet_auth_window` (100 / 1 min).
+    /// addresses within `comet_auth_window` (1000 / 1 min).
     pub comet_auth_user_failures: u32,
     pub comet_auth_window: Duration,
     /// Sign-in attempts allowed per client address within `signin_ip_window` (60 / 1 min).
@@ -159,7 +159,7 @@ impl DomainConfig {
             rest_writes_per_sec: 20,
             rest_writes_burst: 60,
             comet_auth_ip_failures: 20,
-            comet_auth_user_failures: 100,
+            comet_auth_user_failures: 1000,
             comet_auth_window: Duration::from_secs(60),
             signin_ip_attempts: 60,
             signin_ip_window: Duration::from_secs(60),

@@ -183,7 +183,11 @@ impl Domain {
                     presence_error(e)
                 })?;
                 if let Some(agg) = attached {
-                    self.status_changed(&caller.user_id, agg).await?;
+                    if let Err(e) = self.status_changed(&caller.user_id, agg).await {
+                        // The caller gets an error and no socket: the device must go too.
+                        self.presence.remove(conn);
+                        return Err(e);
+                    }
                 }
                 (false, None)
             }

@@ -91,7 +91,7 @@ async fn upgrade(
     let client = http
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
+        .map(|c| huddle_core::client_key(c.0.ip()).to_string());
     let max = gw.settings.max_frame;
     wsconn::spawn(upgrade, max, Box::pin(open(gw, req, client)));
     response

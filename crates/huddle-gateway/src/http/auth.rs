@@ -36,9 +36,11 @@ pub struct RefreshInput {
     refresh_token: String,
 }
 
-/// The peer address of the connection (the sign-up and sign-in rate-limit
-/// key). huddle trusts no forwarding header: behind a reverse proxy every
-/// client has the proxy's address, so raise the per-address limits there.
+/// The peer address of the connection as a rate-limit key (the sign-up and
+/// sign-in limits): IPv4 as is, IPv6 by its /64 ([`huddle_core::client_key`],
+/// as the connection caps), so one host cannot rotate its way past them.
+/// huddle trusts no forwarding header: behind a reverse proxy every client has
+/// the proxy's address, so raise the per-address limits there.
 pub struct ClientAddr(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
@@ -49,7 +51,10 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
             parts
                 .extensions
                 .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+                .map_or_else(
+                    || "unknown".to_owned(),
+                    |c| huddle_core::client_key(c.0.ip()).to_string(),
+                ),
         ))
     }
 }

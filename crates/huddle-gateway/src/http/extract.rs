@@ -25,8 +25,8 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
 }
 
 /// The authenticated caller, from `Authorization: Bearer <accessToken>`.
-/// A write (any method but GET, HEAD, OPTIONS) also takes one from the
-/// caller's REST write budget (429 past it).
+/// A write (any method but GET, HEAD, OPTIONS; sign-out excepted) also takes
+/// one from the caller's REST write budget (429 past it).
 pub struct Auth(pub Caller);
 
 impl FromRequestParts<AppState> for Auth {
@@ -53,7 +53,8 @@ impl FromRequestParts<AppState> for Auth {
                 "expected Authorization: Bearer <accessToken>",
             ))?;
         let caller = state.domain.authenticate(token).await?;
-        if !parts.method.is_safe() {
+        // Signing out is never refused (as leaving a socket is not).
+        if !parts.method.is_safe() && parts.uri.path() != "/api/auth/signout" {
             state.domain.take_rest_write(&caller)?;
         }
         Ok(Auth(caller))

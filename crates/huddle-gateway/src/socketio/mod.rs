@@ -16,7 +16,6 @@ mod delivery;
 mod workspace_ns;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -68,8 +67,6 @@ pub struct Realtime {
     commu: community_ns::CommuSockets,
     /// Sockets of namespace `/` not yet authenticated, with their deadline.
     unauthenticated: Mutex<HashMap<ConnId, (Instant, Arc<Socket>)>>,
-    inbound: AtomicU64,
-    refused: AtomicU64,
     sio: SioServer,
 }
 
@@ -131,8 +128,6 @@ impl Realtime {
                 sockets: Mutex::default(),
                 commu: community_ns::CommuSockets::default(),
                 unauthenticated: Mutex::default(),
-                inbound: AtomicU64::new(0),
-                refused: AtomicU64::new(0),
                 sio,
             }
         })
@@ -187,15 +182,10 @@ impl Realtime {
         }
     }
 
-    /// Counts an inbound event and applies the connection's rate limit
-    /// (the Engine.IO session's bucket, counted as `socket_events` when refused).
+    /// Applies the connection's rate limit to an inbound event (the Engine.IO
+    /// session's bucket, counted as `socket_events` when refused).
     pub(crate) fn admit(&self, socket: &Socket) -> bool {
-        self.inbound.fetch_add(1, Ordering::Relaxed);
-        let ok = socket.admit();
-        if !ok {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        }
-        ok
+        socket.admit()
     }
 
     pub(crate) fn ctx(&self, id: &str) -> Option<SocketCtx> {

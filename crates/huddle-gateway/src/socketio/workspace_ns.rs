@@ -137,7 +137,16 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
         return api_error(&s, &ev.name, transaction.as_deref(), m);
     }
     match ev.name.as_str() {
-        "auth" => auth(rt, s, ev.data(), transaction).await,
+        // Its own task: event handlers are cancelled when the connection
+        // closes, and an `auth` dropped between attaching the device and
+        // setting the socket's context would leave a device no disconnect
+        // finds. Run to its end, `auth` cleans up after a socket that went.
+        "auth" => {
+            let data = ev.data().clone();
+            if let Err(e) = tokio::spawn(auth(rt, s, data, transaction)).await {
+                tracing::error!(socket = %id, error = %e, "auth task failed");
+            }
+        }
         "logout" => {
             if rt.take_ctx(&id).is_some() {
                 rt.hub.unregister(&id);
@@ -198,7 +207,7 @@ async fn on_event(rt: Arc<Realtime>, s: Arc<Socket>, ev: Event) {
 /// one query): an end it misses is delivered after the subscription, and
 /// reaches the socket. A socket that fails it is torn down, as the close event
 /// would have done.
-async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: &Value, transaction: Option<String>) {
+async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: Value, transaction: Option<String>) {
     let id = s.id().clone();
     let fail = |m: &str| api_error(&s, "auth", transaction.as_deref(), m);
     if rt.ctx(&id).is_some() {
@@ -207,7 +216,7 @@ async fn auth(rt: Arc<Realtime>, s: Arc<Socket>, v: &Value, transaction: Option<
     let Some(deadline) = rt.begin_auth(&id) else {
         return fail("Socket is already authenticating");
     };
-    let Ok(input) = serde_json::from_value::<SocketAuthInput>(v.clone()) else {
+    let Ok(input) = serde_json::from_value::<SocketAuthInput>(v) else {
         rt.auth_failed(&s, deadline);
         return fail("Invalid data format for \"auth\" event");
     };

@@ -48,7 +48,9 @@ pub struct LimitsConfig {
     /// without their key being checked. Default 20.
     pub comet_auth_ip_failures: u32,
     /// Failed comet authorisations per (dev id, user id) from all addresses
-    /// per `comet_auth_window`. Default 100.
+    /// per `comet_auth_window`. Default 1000: high enough that a handful of
+    /// addresses cannot make a user's right key go unchecked, low enough
+    /// that guessing from many addresses stays hopeless.
     pub comet_auth_user_failures: u32,
     /// Default `1m`.
     #[serde(with = "super::duration")]
@@ -104,7 +106,7 @@ impl Default for LimitsConfig {
             rest_writes_per_sec: 20,
             rest_writes_burst: 60,
             comet_auth_ip_failures: 20,
-            comet_auth_user_failures: 100,
+            comet_auth_user_failures: 1000,
             comet_auth_window: Duration::from_secs(60),
             max_message_bytes: 64 * 1024,
             max_connections_per_user: 16,

@@ -89,20 +89,33 @@ impl Client {
 
 /// Authenticated sockets of `protocol` as `/metrics` counts them.
 async fn connections(app: &TestApp, protocol: &str) -> u64 {
-    let sample = format!("huddle_connections{{protocol=\"{protocol}\"}} ");
+    sampled(
+        app,
+        &format!("huddle_connections{{protocol=\"{protocol}\"}} "),
+    )
+    .await
+}
+
+/// The value of one `/metrics` sample (its name and labels, then a space).
+async fn sampled(app: &TestApp, sample: &str) -> u64 {
     app.metrics()
         .await
         .lines()
-        .find_map(|l| l.strip_prefix(&sample))
+        .find_map(|l| l.strip_prefix(sample))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("/metrics has {sample}"))
 }
 
-/// Waits (bounded) until no socket of `protocol` is authenticated; the count left otherwise.
+/// Waits (bounded) until no socket of `protocol` is authenticated and, for
+/// `/`, no device is left in presence either (an `auth` interrupted after
+/// attaching its device must not leave it behind); the count left otherwise.
 async fn settled_to_zero(app: &TestApp, protocol: &str) -> Result<(), u64> {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let n = connections(app, protocol).await;
+        let mut n = connections(app, protocol).await;
+        if protocol == "socketio" {
+            n += sampled(app, "huddle_presence_devices ").await;
+        }
         if n == 0 {
             return Ok(());
         }
@@ -153,6 +166,9 @@ async fn race_auth(
 fn big_limits(engine: Engine) -> impl std::future::Future<Output = TestApp> {
     spawn_app_with(engine, |c| {
         c.limits.max_connections_per_user = 10_000;
+        // A device that lost its socket keeps its place this long; one still
+        // in presence well after it was never going to leave (a leak).
+        c.realtime.grace_period = Duration::from_millis(200);
     })
 }
 
