@@ -28,6 +28,9 @@ impl Api {
         }
     }
 
+    /// One call; a 429 or 503 (a limit of the server, e.g. password hashing at
+    /// its bound while thousands of accounts sign up) is retried after its
+    /// `Retry-After`, as a well-behaved client does, up to a minute in all.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -35,20 +38,38 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> Result<Value, String> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{}{path}", self.base));
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            if let Some(t) = token {
+                req = req.bearer_auth(t);
+            }
+            let r = req.send().await.map_err(|e| format!("{path}: {e}"))?;
+            let status = r.status();
+            let retry_after = r
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let v: Value = r.json().await.unwrap_or(Value::Null);
+            let limited = status == reqwest::StatusCode::TOO_MANY_REQUESTS
+                || status == reqwest::StatusCode::SERVICE_UNAVAILABLE;
+            if let (true, Some(secs)) = (limited, retry_after) {
+                if std::time::Instant::now() < deadline {
+                    tokio::time::sleep(std::time::Duration::from_secs(secs.clamp(1, 5))).await;
+                    continue;
+                }
+            }
+            if !status.is_success() {
+                return Err(format!("{path}: {status}: {v}"));
+            }
+            return Ok(v);
         }
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let r = req.send().await.map_err(|e| format!("{path}: {e}"))?;
-        let status = r.status();
-        let v: Value = r.json().await.unwrap_or(Value::Null);
-        if !status.is_success() {
-            return Err(format!("{path}: {status}: {v}"));
-        }
-        Ok(v)
     }
 
     pub async fn post(
