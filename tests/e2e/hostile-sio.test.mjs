@@ -324,7 +324,8 @@ describe('close frames, timeouts and protocol errors', { timeout: 60000 }, () =>
     await fetch(polling(server, sid), { method: 'POST', body: '40' });
     assert.match(await (await fetch(polling(server, sid))).text(), /^40/);
     const pending = fetch(polling(server, sid)).then((r) => r.text());
-    await sleep(50); // lets the GET reach the server first
+    // No server signal says a poll is pending: give the GET a generous head start.
+    await sleep(250);
     await fetch(polling(server, sid), { method: 'POST', body: '1' });
     assert.equal(await withTimeout(pending, 5000, 'the pending poll'), '6');
   });

@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub mod bus;
+pub mod caps;
 pub mod hub;
 pub mod presence;
 pub mod rate;
@@ -20,6 +21,7 @@ pub use addr::client_key;
 pub use bus::{
     as_subscriber, Bus, BusError, BusRecvError, InProcessBus, Publication, Subscription, Topic,
 };
+pub use caps::{AddressCaps, CapExceeded, Place};
 pub use hub::{ConnId, Connection, DisconnectReason, Frame, Hub, QueueFull};
 pub use presence::{Device, MediaState, OnlineStatus, Presence, PresenceError};
 pub use rate::TokenBucket;

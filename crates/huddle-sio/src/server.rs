@@ -13,7 +13,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-use huddle_core::{Refusal, Refusals};
+use huddle_core::{AddressCaps, CapExceeded, Place, Refusal, Refusals};
 
 use crate::engine::{CloseReason, EngineConn};
 use crate::socket::Handler;
@@ -83,7 +83,7 @@ pub(crate) struct Inner {
     /// Each session with its place under the caps (freed when it is forgotten).
     conns: Mutex<HashMap<Arc<str>, Registered>>,
     /// Sessions (and handshakes under way) counted for the caps.
-    counts: Arc<Mutex<Counts>>,
+    counts: Arc<AddressCaps>,
     root: Arc<str>,
     /// Sessions this server closed as slow consumers (a full queue met by a
     /// reply or an emit; the hub counts its own).
@@ -93,34 +93,9 @@ pub(crate) struct Inner {
 /// A registered session and its place under the caps.
 type Registered = (Arc<EngineConn>, SessionSlot);
 
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    /// Removal path: an address leaves when its last session is forgotten.
-    per_address: HashMap<IpAddr, usize>,
-}
-
 /// A session's place under `sessions_per_address` and `max_sessions`, taken
 /// at the handshake; dropping it frees the place.
-pub(crate) struct SessionSlot {
-    counts: Arc<Mutex<Counts>>,
-    key: Option<IpAddr>,
-}
-
-impl Drop for SessionSlot {
-    fn drop(&mut self) {
-        let mut c = lock(&self.counts);
-        c.total = c.total.saturating_sub(1);
-        if let Some(key) = self.key {
-            if let Some(n) = c.per_address.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    c.per_address.remove(&key);
-                }
-            }
-        }
-    }
-}
+pub(crate) type SessionSlot = Place;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -157,29 +132,13 @@ impl Inner {
     /// A place for a new session from `peer` (`None`: unknown, counted in
     /// the total only), or the 429/503 answer refusing it (counted).
     pub fn admit(&self, peer: Option<IpAddr>) -> Result<SessionSlot, Box<Response>> {
-        let key = peer.map(huddle_core::client_key);
-        let refused = {
-            let mut c = lock(&self.counts);
-            if c.total >= self.cfg.max_sessions {
-                Some(Refusal::SessionsTotal)
-            } else if key.is_some_and(|k| {
-                c.per_address.get(&k).copied().unwrap_or(0) >= self.cfg.sessions_per_address
-            }) {
-                Some(Refusal::SessionsPerAddress)
-            } else {
-                c.total += 1;
-                if let Some(k) = key {
-                    *c.per_address.entry(k).or_insert(0) += 1;
-                }
-                None
-            }
-        };
-        match refused {
-            None => Ok(SessionSlot {
-                counts: self.counts.clone(),
-                key,
-            }),
-            Some(reason) => {
+        match self.counts.admit(peer) {
+            Ok(place) => Ok(place),
+            Err(cap) => {
+                let reason = match cap {
+                    CapExceeded::PerAddress => Refusal::SessionsPerAddress,
+                    CapExceeded::Total => Refusal::SessionsTotal,
+                };
                 self.cfg.refusals.count(reason);
                 let (status, message) = match reason {
                     Refusal::SessionsPerAddress => (
@@ -229,12 +188,13 @@ impl SioServer {
     where
         F: Fn(&str) -> Option<Arc<dyn Handler>> + Send + Sync + 'static,
     {
+        let counts = AddressCaps::new(cfg.sessions_per_address, cfg.max_sessions);
         SioServer {
             inner: Arc::new(Inner {
                 cfg,
                 resolve: Box::new(resolve),
                 conns: Mutex::default(),
-                counts: Arc::default(),
+                counts,
                 root: "/".into(),
                 slow: AtomicU64::new(0),
             }),
@@ -398,8 +358,11 @@ mod tests {
         assert_eq!(refusals.get(Refusal::SessionsTotal), 1);
         drop(first);
         drop(unknown);
-        let c = lock(&inner.counts);
-        assert_eq!(c.total, 0);
-        assert!(c.per_address.is_empty(), "an address outlived its sessions");
+        assert_eq!(inner.counts.taken(), 0);
+        assert_eq!(
+            inner.counts.addresses(),
+            0,
+            "an address outlived its sessions"
+        );
     }
 }

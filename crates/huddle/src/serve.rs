@@ -27,15 +27,14 @@
 //!
 //! Every refusal is counted in [`Refusals`] by reason.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::Router;
-use huddle_core::{Refusal, Refusals};
+use huddle_core::{AddressCaps, CapExceeded, Place, Refusal, Refusals};
 use huddle_gateway::http::MetricsSource;
 use huddle_ws::ConnectionSlot;
 use hyper::body::Incoming;
@@ -82,23 +81,15 @@ impl Listener {
     }
 }
 
-/// The open connections of a node, counted per client address and in total.
-///
-/// One `std::sync::Mutex` guards the per-address table: it is taken once when
-/// a connection is accepted and once when it closes, never across `.await`.
+/// The open connections of a node, counted per client address and in total
+/// ([`AddressCaps`], shared by every listener: they share the process's file
+/// descriptors), with a gauge per listener.
 pub struct Connections {
     settings: ServeSettings,
     refusals: Arc<Refusals>,
-    table: Mutex<Table>,
+    caps: Arc<AddressCaps>,
     /// Open connections per listener (indexed like [`Listener::ALL`]).
     open: [AtomicUsize; 3],
-}
-
-#[derive(Default)]
-struct Table {
-    total: usize,
-    /// Removal path: an address leaves when its last connection closes.
-    per_address: HashMap<IpAddr, usize>,
 }
 
 /// A connection's place under the caps; dropping it frees the place. Held by
@@ -107,65 +98,37 @@ struct Table {
 struct Slot {
     connections: Arc<Connections>,
     listener: Listener,
-    key: IpAddr,
+    _place: Place,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.connections.release(self.listener, self.key);
+        self.connections.open[self.listener as usize].fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Connections {
     pub fn new(settings: ServeSettings, refusals: Arc<Refusals>) -> Arc<Connections> {
         Arc::new(Connections {
+            caps: AddressCaps::new(settings.connections_per_address, settings.max_connections),
             settings,
             refusals,
-            table: Mutex::default(),
             open: Default::default(),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Table> {
-        self.table.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// A place for a connection from `peer`, or the cap it is over.
     fn admit(self: &Arc<Self>, listener: Listener, peer: IpAddr) -> Result<Slot, Refusal> {
-        let key = huddle_core::client_key(peer);
-        {
-            let mut t = self.lock();
-            if t.total >= self.settings.max_connections {
-                return Err(Refusal::ConnectionsTotal);
-            }
-            let n = t.per_address.entry(key).or_insert(0);
-            if *n >= self.settings.connections_per_address {
-                if *n == 0 {
-                    t.per_address.remove(&key);
-                }
-                return Err(Refusal::ConnectionsPerAddress);
-            }
-            *n += 1;
-            t.total += 1;
-        }
+        let place = self.caps.admit(Some(peer)).map_err(|cap| match cap {
+            CapExceeded::PerAddress => Refusal::ConnectionsPerAddress,
+            CapExceeded::Total => Refusal::ConnectionsTotal,
+        })?;
         self.open[listener as usize].fetch_add(1, Ordering::Relaxed);
         Ok(Slot {
             connections: self.clone(),
             listener,
-            key,
+            _place: place,
         })
-    }
-
-    fn release(&self, listener: Listener, key: IpAddr) {
-        self.open[listener as usize].fetch_sub(1, Ordering::Relaxed);
-        let mut t = self.lock();
-        t.total = t.total.saturating_sub(1);
-        if let Some(n) = t.per_address.get_mut(&key) {
-            *n -= 1;
-            if *n == 0 {
-                t.per_address.remove(&key);
-            }
-        }
     }
 
     /// Open connections of `listener` (upgraded websockets included).
@@ -175,7 +138,7 @@ impl Connections {
 
     /// Client addresses with an open connection (the table's size).
     pub fn addresses(&self) -> usize {
-        self.lock().per_address.len()
+        self.caps.addresses()
     }
 }
 
