@@ -62,6 +62,24 @@ fn for_user(c: &ChannelRecord, role: Option<ChannelRole>) -> ChannelForUser {
     }
 }
 
+/// What `user_id` may do with `channel`, from their workspace and channel
+/// roles as the store read them (`None`: not a member of its workspace).
+fn access_of(
+    user_id: &str,
+    channel: &ChannelRecord,
+    workspace_role: Option<&str>,
+    channel_role: Option<&str>,
+) -> DomainResult<Option<ChannelAccess>> {
+    ChannelAccess::from_grant(&huddle_store::ChannelGrant {
+        user_id,
+        workspace_id: &channel.workspace_id,
+        is_private: channel.is_private,
+        creator_id: &channel.creator_id,
+        workspace_role,
+        channel_role,
+    })
+}
+
 fn visibility(c: &ChannelRecord) -> Visibility {
     if c.is_private {
         Visibility::Private
@@ -84,15 +102,13 @@ impl Domain {
             .channel_with_roles(&id, &caller.user_id)
             .await?
             .ok_or(DomainError::NotFound("channel"))?;
-        let grant = huddle_store::ChannelGrant {
-            user_id: &caller.user_id,
-            workspace_id: &channel.workspace_id,
-            is_private: channel.is_private,
-            creator_id: &channel.creator_id,
-            workspace_role: workspace_role.as_deref(),
-            channel_role: channel_role.as_deref(),
-        };
-        match ChannelAccess::from_grant(&grant)? {
+        let access = access_of(
+            &caller.user_id,
+            &channel,
+            workspace_role.as_deref(),
+            channel_role.as_deref(),
+        )?;
+        match access {
             Some(access) if access.can_see() => Ok(ChannelView { channel, access }),
             _ => Err(DomainError::NotFound("channel")),
         }
@@ -165,16 +181,14 @@ impl Domain {
         let readable: std::collections::HashSet<String> = rows
             .into_iter()
             .filter(|(channel, workspace_role, channel_role)| {
-                let grant = huddle_store::ChannelGrant {
-                    user_id: &caller.user_id,
-                    workspace_id: &channel.workspace_id,
-                    is_private: channel.is_private,
-                    creator_id: &channel.creator_id,
-                    workspace_role: workspace_role.as_deref(),
-                    channel_role: channel_role.as_deref(),
-                };
+                let access = access_of(
+                    &caller.user_id,
+                    channel,
+                    workspace_role.as_deref(),
+                    channel_role.as_deref(),
+                );
                 // A role that does not parse reads nothing.
-                matches!(ChannelAccess::from_grant(&grant), Ok(Some(a)) if a.can_see())
+                matches!(access, Ok(Some(a)) if a.can_see())
             })
             .map(|(channel, _, _)| channel.id)
             .collect();

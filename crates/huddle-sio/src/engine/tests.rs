@@ -89,11 +89,7 @@ async fn joined_session(max_payload: usize) -> (Arc<Keep>, Arc<EngineConn>, Arc<
     };
     let refusals = cfg.refusals.clone();
     let server = SioServer::new(cfg, move |_| Some(handler.clone()));
-    let inner = server.inner_for_tests();
-    let slot = inner.admit(None).expect("a place under the caps");
-    let conn = inner.open(POLLING, Box::new([]), slot);
-    conn.on_text("40").expect("connect");
-    until("the connection", || conn.joined()).await;
+    let conn = connected(&server).await;
     // Leave only what the tests push.
     let _ = conn.take();
     (keep, conn, refusals)
@@ -246,11 +242,7 @@ async fn handlers_in_flight_are_bounded_and_cancelled_with_the_session() {
     };
     let refusals = cfg.refusals.clone();
     let server = SioServer::new(cfg, move |_| Some(handler.clone()));
-    let inner = server.inner_for_tests();
-    let slot = inner.admit(None).expect("a place under the caps");
-    let conn = inner.open(POLLING, Box::new([]), slot);
-    conn.on_text("40").expect("connect");
-    until("the connection", || conn.joined()).await;
+    let conn = connected(&server).await;
     let extra = 5;
     for _ in 0..MAX_HANDLERS_IN_FLIGHT as usize + extra {
         conn.on_text("42[\"hang\"]").expect("event");
@@ -270,4 +262,14 @@ async fn handlers_in_flight_are_bounded_and_cancelled_with_the_session() {
     })
     .await;
     assert_eq!(conn.in_flight.load(Ordering::SeqCst), 0);
+}
+
+/// A polling session of `server` (no peer address) that has joined `/`.
+async fn connected(server: &SioServer) -> Arc<EngineConn> {
+    let inner = server.inner_for_tests();
+    let slot = inner.admit(None).expect("a place under the caps");
+    let conn = inner.open(POLLING, Box::new([]), slot);
+    conn.on_text("40").expect("connect");
+    until("the connection", || conn.joined()).await;
+    conn
 }
